@@ -1,0 +1,48 @@
+"""Exception types. Every error xterramind raises on purpose is an :class:`XterramindError`.
+
+Each message says what was wrong and how to fix it.
+"""
+
+__all__ = [
+    "CheckpointError",
+    "InputError",
+    "MissingDependencyError",
+    "UnknownModalityError",
+    "UnknownModelError",
+    "WeightsUnavailableError",
+    "XterramindError",
+]
+
+
+class XterramindError(Exception):
+    """Base class of every error raised by xterramind."""
+
+
+class UnknownModelError(XterramindError, KeyError):
+    """A model name that is not in the registry."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class UnknownModalityError(XterramindError, KeyError):
+    """A modality name that TerraMind does not know."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class InputError(XterramindError, ValueError):
+    """Input data of the wrong shape, type or content."""
+
+
+class CheckpointError(XterramindError):
+    """A checkpoint file that cannot be loaded safely or does not fit the model."""
+
+
+class WeightsUnavailableError(XterramindError, FileNotFoundError):
+    """Official weights that are neither on disk nor reachable."""
+
+
+class MissingDependencyError(XterramindError, ImportError):
+    """An optional dependency that the requested feature needs."""
