@@ -1,0 +1,25 @@
+"""xterramind: TerraMind, the any-to-any Earth-observation foundation model, over datacubes of any size.
+
+Start here:
+
+    >>> import xterramind
+    >>> xterramind.list_models()
+    ['terramind_v1_tiny', 'terramind_v1_small', 'terramind_v1_base', 'terramind_v1_large']
+    >>> model = xterramind.load_model("terramind_v1_tiny")          # official weights
+    >>> model = xterramind.load_model("terramind_v1_tiny", weights="random")   # offline, untrained
+    >>> tokens = model.encode({"S2L2A": model.normalize("S2L2A", pixels)})   # (B, 196, 192)
+
+Errors raised on purpose are subclasses of :class:`xterramind.errors.XterramindError`.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .errors import XterramindError
+from .models import TerraMindModel, list_models, load_model
+
+try:
+    __version__ = version("xterramind")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = ["TerraMindModel", "XterramindError", "__version__", "list_models", "load_model"]

@@ -1,0 +1,214 @@
+"""The model handle users hold: a recipe (name + weights source) and the process's loaded copy.
+
+A handle pickles as its recipe alone, never its tensors, so Dask graphs stay small and each worker
+process loads the weights itself, once.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import runtime
+from ..errors import InputError, UnknownModalityError
+from .registry import ModelConfig, get_config, resolve_modality
+from .terramind import TerraMind
+from .weights import check_state_dict, file_sha256, init_seeded_, locate_official, read_state_dict
+
+__all__ = ["Recipe", "TerraMindModel", "load_model"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything needed to rebuild a model in another process."""
+
+    name: str
+    weights: str  # "auto", "random" or a file path
+    device: str = "auto"
+    precision: str = "auto"
+    seed: int = 0
+
+
+@functools.cache
+def full_layout(config: ModelConfig) -> dict[str, torch.Size]:
+    """Names and shapes of the complete official checkpoint of ``config`` (built on the meta device)."""
+    with torch.device("meta"):
+        return {k: v.shape for k, v in TerraMind(config, decoder=True).state_dict().items()}
+
+
+class TerraMindModel:
+    """A TerraMind model ready to run: configuration, weights, device and precision.
+
+    Get one with :func:`xterramind.load_model`. The encoder is loaded at once; the decoder, which
+    only generation needs, on first use.
+
+    Example:
+        >>> model = xterramind.load_model("terramind_v1_tiny", weights="random")
+        >>> x = model.normalize("S2L2A", torch.full((1, 12, 224, 224), 1500.0))
+        >>> model.encode({"S2L2A": x}, layers=-1).shape
+        torch.Size([1, 196, 192])
+    """
+
+    def __init__(self, recipe: Recipe):
+        self.recipe = recipe
+        self.config = get_config(recipe.name)
+        self.device = runtime.choose_device(recipe.device)
+        self.precision = runtime.choose_precision(recipe.precision, self.device)
+        self._path = None if recipe.weights == "random" else self._locate(recipe.weights)
+        self._module: TerraMind | None = None
+        self._lock = threading.Lock()
+
+    def _locate(self, weights: str) -> Path:
+        return locate_official(self.config) if weights == "auto" else Path(weights).expanduser()
+
+    # -- identity -------------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def is_random(self) -> bool:
+        return self._path is None
+
+    @functools.cached_property
+    def weights_id(self) -> str:
+        """``"random"`` or the sha256 of the checkpoint file: what results record as their weights."""
+        return "random" if self._path is None else file_sha256(self._path)
+
+    def __repr__(self) -> str:
+        source = f"random(seed={self.recipe.seed})" if self.is_random else str(self._path)
+        return f"TerraMindModel({self.name!r}, weights={source}, device={self.device}, precision={self.precision})"
+
+    def __reduce__(self):
+        return _shared_model, (self.recipe,)
+
+    # -- the torch module -----------------------------------------------------------------------
+
+    @property
+    def module(self) -> TerraMind:
+        """The loaded ``torch.nn.Module`` (the encoder, or the whole model once the decoder was needed)."""
+        with self._lock:
+            if self._module is None:
+                self._module = self._build(decoder=False)
+            return self._module
+
+    def with_decoder(self) -> TerraMind:
+        """The whole encoder-decoder, loading the decoder weights if not loaded yet."""
+        with self._lock:
+            if self._module is None or not self._module.has_decoder:
+                self._module = self._build(decoder=True)
+            return self._module
+
+    def _build(self, decoder: bool) -> TerraMind:
+        module = TerraMind.empty(self.config, decoder=decoder)
+        if self._path is None:
+            init_seeded_(module, self.recipe.seed)
+        else:
+            state = read_state_dict(self._path)
+            required = set(module.state_dict())
+            check_state_dict(state, full_layout(self.config), required, self.config, str(self._path))
+            module.load_state_dict({k: state[k] for k in required}, strict=True)
+        runtime.loads[self.name] += 1
+        return module.eval().requires_grad_(False).to(self.device)
+
+    # -- running --------------------------------------------------------------------------------
+
+    def encode(self, inputs, *, merge: str = "mean", layers=None):
+        """Encode standardized inputs (see :meth:`TerraMind.encode`) on the model's device and precision.
+
+        Inputs may be tensors or numpy arrays; outputs are float32 tensors on the model's device.
+
+        Example:
+            >>> out = model.encode({"S2L2A": x, "S1GRD": s1}, merge="mean", layers=None)
+            >>> len(out), out[-1].shape   # every layer; the last normalized
+            (12, torch.Size([2, 196, 192]))
+        """
+        module = self.module
+        tensors = {name: _as_tensor(name, value).to(self.device) for name, value in inputs.items()}
+        with torch.inference_mode(), runtime.autocast(self.device, self.precision):
+            result = module.encode(tensors, merge=merge, layers=layers)
+        return _to_float32(result)
+
+    def normalize(self, name: str, x):
+        """Standardize ``(..., C, H, W)`` data in physical units with the model's statistics."""
+        mean, std = _stats(name, x)
+        return (x - mean) / std
+
+    def denormalize(self, name: str, x):
+        """Undo :meth:`normalize`: standardized values back to physical units."""
+        mean, std = _stats(name, x)
+        return x * std + mean
+
+
+def _as_tensor(name: str, value) -> torch.Tensor:
+    try:
+        return torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError):
+        raise InputError(f"{name}: expected a tensor or numpy array, got {type(value).__name__}") from None
+
+
+def _stats(name: str, x):
+    try:
+        spec = resolve_modality(name)
+    except UnknownModalityError:
+        spec = resolve_modality(f"tok_{name}")  # LULC, NDVI: pixels of a token modality
+    if not spec.mean:
+        raise InputError(f"{spec.name} has no normalization statistics (it is a sequence of token ids)")
+    if x.ndim < 3 or x.shape[-3] != len(spec.mean):
+        raise InputError(f"{spec.name}: expected (..., {len(spec.mean)}, H, W) data, got shape {tuple(x.shape)}")
+    if isinstance(x, torch.Tensor):
+        as_array = functools.partial(torch.tensor, dtype=x.dtype if x.is_floating_point() else torch.float32, device=x.device)
+    else:
+        as_array = functools.partial(np.asarray, dtype=x.dtype if np.issubdtype(x.dtype, np.floating) else np.float32)
+    return as_array(spec.mean)[:, None, None], as_array(spec.std)[:, None, None]
+
+
+def _to_float32(result):
+    if isinstance(result, torch.Tensor):
+        return result.float()
+    if isinstance(result, dict):
+        return {k: _to_float32(v) for k, v in result.items()}
+    return [_to_float32(v) for v in result]
+
+
+def _shared_model(recipe: Recipe) -> TerraMindModel:
+    return runtime.shared(recipe, lambda: TerraMindModel(recipe))
+
+
+def load_model(
+    name: str,
+    weights: str | os.PathLike = "auto",
+    *,
+    device: str | torch.device = "auto",
+    precision: str = "auto",
+    seed: int = 0,
+) -> TerraMindModel:
+    """Load a TerraMind model.
+
+    Args:
+        name: one of :func:`xterramind.list_models` (``"tiny"`` works for ``"terramind_v1_tiny"``).
+        weights: ``"auto"`` for the official checkpoint (``$XTERRAMIND_WEIGHTS_DIR``, the local
+            Hugging Face cache, then the hub), ``"random"`` for seeded untrained weights, or the path
+            of a ``.pt`` or ``.safetensors`` state dict.
+        device: ``"auto"`` (a CUDA GPU if present, else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+        precision: ``"auto"`` (bf16 on GPUs that support it, else fp32), ``"fp32"``, ``"bf16"``, ``"fp16"``.
+        seed: the seed of ``weights="random"``.
+
+    Example:
+        >>> model = xterramind.load_model("terramind_v1_base")            # official weights
+        >>> model = xterramind.load_model("tiny", weights="random", device="cpu")
+    """
+    if not isinstance(weights, (str, os.PathLike)):
+        raise InputError(f"weights must be 'auto', 'random' or a file path, got {type(weights).__name__}")
+    weights = weights if weights in ("auto", "random") else str(Path(weights).expanduser().resolve())
+    recipe = Recipe(get_config(name).name, weights, str(device), precision, int(seed))
+    model = _shared_model(recipe)
+    _ = model.module  # load now: a bad file or a wrong variant should fail here, not in a worker
+    return model
