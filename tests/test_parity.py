@@ -34,12 +34,19 @@ def reference_weights():
     return get
 
 
-def _golden(variant, case_name, inputs):
-    golden = np.load(GOLDENS / "parity" / variant / f"{case_name}.npz")
+def _inputs_and_golden(case):
+    """The case's seeded inputs, checked against the checksums stored with its golden outputs."""
+    inputs = {spec.name: make_input(case.name, spec) for spec in case.inputs}
+    golden = np.load(GOLDENS / "parity" / case.variant / f"{case.name}.npz")
     for name, tensor in inputs.items():
         np.testing.assert_allclose(checksum(tensor), golden[f"checksum.{name}"], rtol=1e-9,
                                    err_msg=f"seeded input {name} differs from the one the goldens were made with")
-    return golden
+    return inputs, golden
+
+
+def _cases(make):
+    cases = [case for variant in GOLDEN_VARIANTS for case in make(variant)]
+    return pytest.mark.parametrize("case", cases, ids=[f"{c.variant}-{c.name}" for c in cases])
 
 
 def _assert_close(actual: torch.Tensor, expected: np.ndarray, what: str):
@@ -58,16 +65,12 @@ def test_state_dict_layout_matches_official_manifest(variant):
     assert sum(p.numel() for p in model.parameters()) == manifest["parameters"]
 
 
-@pytest.mark.parametrize(
-    "case", [c for v in GOLDEN_VARIANTS for c in encoder_cases(v)], ids=lambda c: f"{c.variant}-{c.name}"
-)
+@_cases(encoder_cases)
 @torch.no_grad()
 def test_encoder_layers_match_reference(case, reference_weights):
-    model = reference_weights(case.variant)
-    inputs = {spec.name: make_input(case.name, spec) for spec in case.inputs}
-    golden = _golden(case.variant, case.name, inputs)
-    outputs = model.encode(inputs, merge=case.merge, layers=list(case.layers))
-    for layer, output in zip(case.layers, outputs, strict=False):
+    inputs, golden = _inputs_and_golden(case)
+    outputs = reference_weights(case.variant).encode(inputs, merge=case.merge, layers=list(case.layers))
+    for layer, output in zip(case.layers, outputs, strict=True):
         if isinstance(output, dict):
             assert {f"L{layer}.{name}" for name in output} == {k for k in golden if k.startswith(f"L{layer}.")}
             for name, value in output.items():
@@ -76,14 +79,11 @@ def test_encoder_layers_match_reference(case, reference_weights):
             _assert_close(output, golden[f"L{layer}"], f"layer {layer}")
 
 
-@pytest.mark.parametrize(
-    "case", [c for v in GOLDEN_VARIANTS for c in decoder_cases(v)], ids=lambda c: f"{c.variant}-{c.name}"
-)
+@_cases(decoder_cases)
 @torch.no_grad()
 def test_decoder_logits_match_reference(case, reference_weights):
     model = reference_weights(case.variant)
-    inputs = {spec.name: make_input(case.name, spec) for spec in case.inputs}
-    golden = _golden(case.variant, case.name, inputs)
+    inputs, golden = _inputs_and_golden(case)
     hidden = {
         name: hidden_mask(case.name, name, inputs[name].shape[0], inputs[name][0].numel(), visible)
         for name, visible in case.visible.items()
