@@ -14,12 +14,14 @@ Errors raised on purpose are subclasses of :class:`xterramind.errors.XterramindE
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .errors import XterramindError
-from .models import TerraMindModel, list_models, load_model
-
 try:
     __version__ = version("xterramind")
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["TerraMindModel", "XterramindError", "__version__", "list_models", "load_model"]
+from . import accessor  # noqa: F401  (registers the .terramind accessor)
+from .data import open_sample
+from .errors import XterramindError
+from .models import TerraMindModel, list_models, load_model
+
+__all__ = ["TerraMindModel", "XterramindError", "__version__", "list_models", "load_model", "open_sample"]

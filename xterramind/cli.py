@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
+from pathlib import Path
 
 import numpy as np
 
@@ -14,10 +14,10 @@ from .models import get_config
 from .models.weights import locate_official
 
 
-def _official_or_random(name: str):
-    """The official weights if this machine has them (no download), else seeded random ones, said loudly."""
+def _official_or_random(name: str, download: bool):
+    """The official weights if they can be had, else seeded random ones, said loudly."""
     try:
-        return load_model(name, weights=locate_official(get_config(name), download=False))
+        return load_model(name, weights=locate_official(get_config(name), download=download))
     except WeightsUnavailableError as error:
         banner = "!" * 78
         print(f"{banner}\nRUNNING ON RANDOM WEIGHTS: the results show the pipeline, not TerraMind's knowledge.\n"
@@ -26,32 +26,42 @@ def _official_or_random(name: str):
 
 
 def demo(args: argparse.Namespace) -> None:
-    """Embed the bundled real Sentinel-2 scene tile by tile and summarize the embeddings."""
-    import rasterio
+    """Embed the bundled real Sentinel-2 scene into a zarr store and draw a quicklook."""
+    import xarray as xr
 
-    from .data import SAMPLE_STACK
+    from .data import open_sample
+    from .quicklook import principal_rgb, save_side_by_side, true_colour
 
-    model = _official_or_random(args.model)
-    with rasterio.open(SAMPLE_STACK) as source:
-        pixels = source.read().astype(np.float32)
-    size = model.config.image_size
-    corners = [(0, 0), (0, pixels.shape[2] - size), (pixels.shape[1] - size, 0), (pixels.shape[1] - size, pixels.shape[2] - size)]
-    tiles = np.stack([pixels[:, r : r + size, c : c + size] for r, c in corners])
-    start = time.perf_counter()
-    embeddings = model.encode({"S2L2A": model.normalize("S2L2A", tiles)}, layers=-1)
-    seconds = time.perf_counter() - start
-    print(f"{model!r}\nbundled scene {SAMPLE_STACK.name}: {pixels.shape[1]} x {pixels.shape[2]} px, 12 bands")
-    print(f"embedded {len(tiles)} tiles of {size} px in {seconds:.2f} s -> {tuple(embeddings.shape)} (tile, token, feature)")
-    for (row, col), tile in zip(corners, embeddings, strict=False):
-        print(f"  tile at pixel ({row:3d}, {col:3d}): mean {tile.mean():+.3f}, std {tile.std():.3f}")
+    cube = open_sample()
+    model = _official_or_random(args.model, args.download)
+    embeddings = cube.terramind.embed(model)
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    store_path = output / "embeddings.zarr"
+    if store_path.exists():
+        print(f"replacing the previous demo output {store_path}")
+    report = embeddings.terramind.to_zarr(store_path, overwrite=True, zarr_format=args.zarr_format)
+    stored = xr.open_zarr(store_path)["embeddings"].values
+    pixels = cube.sel(band=["B04", "B03", "B02"]).values.astype(np.float32)
+    picture = save_side_by_side(output / "quicklook.png", true_colour(*pixels), principal_rgb(stored))
+    print(f"{model!r}")
+    print(f"input:  bundled Sentinel-2 scene, {cube.sizes['y']} x {cube.sizes['x']} px at 10 m, "
+          f"modalities {embeddings.attrs['modalities']}")
+    print(f"output: embeddings {dict(embeddings.sizes)} on a 160 m token grid, {embeddings.rio.crs}")
+    print(f"wrote   {report}")
+    print(f"        {picture} (left: true colour; right: first three principal components of the embeddings)")
+    print(f"open it with xarray.open_zarr({str(store_path)!r})")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="xterramind", description="TerraMind over Earth-observation datacubes.")
     parser.add_argument("--version", action="version", version=f"xterramind {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    run_demo = commands.add_parser("demo", help="embed the bundled real Sentinel-2 scene")
+    run_demo = commands.add_parser("demo", help="embed the bundled real Sentinel-2 scene into zarr, with a quicklook")
     run_demo.add_argument("--model", default="terramind_v1_tiny", choices=list_models(include_micro=True))
+    run_demo.add_argument("--output", default="xterramind-demo", help="folder for the store and the picture")
+    run_demo.add_argument("--zarr-format", type=int, default=3, choices=(2, 3), help="2 for GDAL 3.6-3.10 (QGIS)")
+    run_demo.add_argument("--download", action="store_true", help="download the official weights if missing")
     run_demo.set_defaults(run=demo)
     commands.add_parser("models", help="list the model names").set_defaults(run=lambda _: print("\n".join(list_models())))
     args = parser.parse_args(argv)

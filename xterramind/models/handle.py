@@ -89,6 +89,9 @@ class TerraMindModel:
     def __reduce__(self):
         return _shared_model, (self.recipe,)
 
+    def __dask_tokenize__(self):
+        return ("TerraMindModel", self.recipe)
+
     # -- the torch module -----------------------------------------------------------------------
 
     @property

@@ -1,0 +1,251 @@
+"""Georeferenced zarr stores written region by region, resumable, never silently overwritten.
+
+Layout (read by xarray + rioxarray, and by GDAL: zarr v2 from GDAL 3.6, v3 from 3.11): 1-D ``x``/``y``
+coordinate arrays, CF ``spatial_ref``/``grid_mapping`` and GDAL's ``_CRS`` on every data variable,
+zstd on every array. The run:
+
+1. the template (metadata and coordinates only) is written first;
+2. one task per region computes its block and writes it with zarr, chunk-aligned by construction;
+3. only then does it mark the region complete in the ledger ``xterramind/done``, a zarr array with
+   one chunk per region, so every task writes only its own chunk (no shared read-modify-write).
+
+A rerun of the same call skips complete regions, so a crash loses at most the regions in flight.
+The ledger group also keeps a fingerprint of what the store holds; a different result is refused,
+not mixed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import dask
+import numpy as np
+import xarray as xr
+import zarr
+
+from . import progress
+from .errors import InputError, XterramindError
+
+LEDGER = "xterramind"  # the group holding the fingerprint and the ``done`` ledger
+DONE_VALID, DONE_EMPTY = 1, 2  # ledger values: complete with data / complete without valid input
+
+
+class StoreError(XterramindError):
+    """A store that exists and holds something else (or is not an xterramind store)."""
+
+
+@dataclass
+class WriteReport:
+    """What a write did."""
+
+    store: str
+    regions: int  # in the result
+    written: int  # computed and written by this call
+    skipped: int  # already complete from an earlier call
+    empty: int  # written regions that had no valid input (all NaN / fill)
+    seconds: float
+
+    def __str__(self) -> str:
+        return (
+            f"{self.store}: {self.written} of {self.regions} regions written, {self.skipped} already complete"
+            f"{f', {self.empty} without valid input' if self.empty else ''} ({self.seconds:.1f} s)"
+        )
+
+
+def write(
+    result: xr.DataArray | xr.Dataset,
+    store: str | os.PathLike,
+    *,
+    resume: bool = True,
+    overwrite: bool = False,
+    zarr_format: int = 3,
+    progress_bar: bool | None = None,
+) -> WriteReport:
+    """Write a lazy xterramind result to a zarr store, region by region. See the module docstring."""
+    started = time.perf_counter()
+    if zarr_format not in (2, 3):
+        raise InputError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
+    dataset = _as_dataset(result)
+    layout = _Layout.of(dataset)
+    path = Path(store).expanduser()
+    fingerprint = _fingerprint(dataset, zarr_format)
+    if not _prepare(path, fingerprint, resume=resume, overwrite=overwrite):
+        _write_template(dataset, path, zarr_format, fingerprint, layout)
+    ledger = zarr.open_array(str(path), path=f"{LEDGER}/done", mode="r")[...]
+    todo = [index for index in layout.block_indices() if not ledger[index]]
+    write_block = dask.delayed(_write_block, pure=False)
+    tasks = [
+        write_block(*layout.block(dataset, index), path=str(path), index=index, variables=layout.variables,
+                    slices=layout.slices(index))
+        for index in todo
+    ]
+    valid = progress.run(tasks, f"writing {path.name}", progress_bar)
+    total = len(layout.block_indices())
+    report = WriteReport(str(path), total, len(todo), total - len(todo), valid.count(False), time.perf_counter() - started)
+    if todo and not any(valid) and not (ledger == DONE_VALID).any():
+        raise InputError(f"the input has no valid pixel: every value is NaN or its band's nodata ({report})")
+    return report
+
+
+def _as_dataset(result) -> xr.Dataset:
+    if isinstance(result, xr.DataArray):
+        if result.name is None:
+            raise InputError("the DataArray needs a name to become a zarr variable: result.rename('name')")
+        result = result.to_dataset()
+    if not isinstance(result, xr.Dataset):
+        raise InputError(f"expected an xarray result, got {type(result).__name__}")
+    lazy = [name for name, var in result.data_vars.items() if var.chunks is None]
+    if lazy:
+        raise InputError(f"variables {lazy} are not dask-backed; to_zarr writes lazy xterramind results region by region")
+    if result.rio.crs is None:
+        raise InputError("the result has no CRS; xterramind results carry one (was it dropped?)")
+    return result
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How the dataset splits into write blocks: its dask chunks along (time,) y, x."""
+
+    variables: tuple[str, ...]
+    dims: tuple[str, ...]  # the blocked dims, in order: ("time",) "y", "x"
+    chunks: tuple[tuple[int, ...], ...]
+
+    @classmethod
+    def of(cls, dataset: xr.Dataset) -> _Layout:
+        dims = tuple(d for d in ("time", "y", "x") if d in dataset.dims)
+        chunks = tuple(dataset.chunks[d] for d in dims)
+        for dim, sizes in zip(dims, chunks, strict=True):
+            if len(set(sizes[:-1])) > 1 or sizes[-1] > sizes[0]:
+                raise InputError(f"the chunks along {dim} are irregular {sizes}; zarr needs equal chunks (the last may be smaller)")
+        for name, var in dataset.data_vars.items():
+            for dim, sizes in zip(var.dims, var.chunks, strict=True):
+                if dim not in dims and len(sizes) > 1:
+                    raise InputError(f"{name} is chunked along {dim}; a region must hold it whole: .chunk({{'{dim}': -1}})")
+        return cls(tuple(dataset.data_vars), dims, chunks)
+
+    def block_indices(self) -> list[tuple[int, ...]]:
+        return [tuple(index) for index in np.ndindex(*(len(c) for c in self.chunks))]
+
+    def slices(self, index) -> dict[str, slice]:
+        out = {}
+        for dim, sizes, i in zip(self.dims, self.chunks, index, strict=True):
+            start = sum(sizes[:i])
+            out[dim] = slice(start, start + sizes[i])
+        return out
+
+    def block(self, dataset: xr.Dataset, index) -> list:
+        """The dask arrays of one block of every variable."""
+        parts = []
+        for name in self.variables:
+            var = dataset[name]
+            position = dict(zip(self.dims, index, strict=True))
+            parts.append(var.data.blocks[tuple(position.get(d, 0) for d in var.dims)])
+        return parts
+
+
+def _write_block(*arrays: np.ndarray, path: str, index, variables, slices) -> bool:
+    """Write one region of every variable, then its completion marker. True when it held valid data."""
+    group = zarr.open_group(path, mode="r+")
+    valid = False
+    for name, block in zip(variables, arrays, strict=True):
+        target = group[name]
+        dims = target.attrs.get("_ARRAY_DIMENSIONS") or target.metadata.dimension_names  # zarr v2, v3
+        target[tuple(slices.get(d, slice(None)) for d in dims)] = block
+        valid = valid or _has_data(block, target.fill_value)
+    ledger = zarr.open_array(path, path=f"{LEDGER}/done", mode="r+")
+    ledger[index] = DONE_VALID if valid else DONE_EMPTY  # only after the data is written
+    return valid
+
+
+def _has_data(block: np.ndarray, fill) -> bool:
+    if np.issubdtype(block.dtype, np.floating):
+        return bool(np.isfinite(block).any())
+    return bool((block != fill).any())
+
+
+def _fingerprint(dataset: xr.Dataset, zarr_format: int) -> dict:
+    """What the store holds: variables (dims, shape, dtype, chunks, attrs), coordinates and CRS."""
+
+    def digest(values) -> str:
+        return hashlib.sha256(np.ascontiguousarray(values).tobytes()).hexdigest()[:16]
+
+    return {
+        "zarr_format": zarr_format,
+        "crs": dataset.rio.crs.to_wkt(),
+        "coords": {name: digest(dataset[name].values) for name in dataset.dims if name in dataset.coords},
+        "variables": {
+            name: {
+                "dims": list(var.dims),
+                "shape": list(var.shape),
+                "dtype": str(var.dtype),
+                "chunks": [list(c) for c in var.chunks],
+                "attrs": json.loads(json.dumps(var.attrs, default=str)),
+            }
+            for name, var in dataset.data_vars.items()
+        },
+    }
+
+
+def _prepare(path: Path, fingerprint: dict, *, resume: bool, overwrite: bool) -> bool:
+    """Decide what to do with an existing store: resume it (True), replace it when asked, or refuse.
+    False when there is nothing to resume and the template must be written."""
+    if not path.exists():
+        return False
+    if overwrite:
+        shutil.rmtree(path)
+        return False
+    try:
+        previous = zarr.open_group(str(path), path=LEDGER, mode="r").attrs["fingerprint"]
+    except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
+        raise StoreError(f"{path} exists and is not an xterramind store; pick another path, or pass overwrite=True to replace it") from None
+    if not resume:
+        raise StoreError(f"{path} exists; pass resume=True to complete it, or overwrite=True to replace it")
+    if previous != fingerprint:
+        differences = sorted(_differences(previous, fingerprint))
+        raise StoreError(
+            f"{path} holds a different result (differs in {', '.join(differences[:6])}); "
+            "write to another path, or pass overwrite=True to replace it"
+        )
+    return True
+
+
+def _differences(a, b, prefix="") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = set(a) | set(b)
+        return [d for k in keys for d in _differences(a.get(k), b.get(k), f"{prefix}{k}.")]
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def _write_template(dataset: xr.Dataset, path: Path, zarr_format: int, fingerprint: dict, layout: _Layout) -> None:
+    template = dataset.copy(deep=False)
+    wkt = dataset.rio.crs.to_wkt()
+    compressor = zarr.codecs.ZstdCodec(level=3) if zarr_format == 3 else _zstd_v2()
+    for name, var in template.variables.items():
+        encoding = {"compressors": [compressor]} if zarr_format == 3 else {"compressor": compressor}
+        if name in template.data_vars:
+            var.attrs = {**var.attrs, "_CRS": {"wkt": wkt}}  # for GDAL; CF grid_mapping stays in the encoding
+            encoding["chunks"] = tuple(c[0] for c in var.chunks)
+            if np.issubdtype(var.dtype, np.floating):
+                encoding["_FillValue"] = np.nan
+        var.encoding = {k: v for k, v in var.encoding.items() if k in ("grid_mapping", "units", "calendar")} | encoding
+    template.to_zarr(str(path), mode="w-", compute=False, zarr_format=zarr_format, consolidated=False)
+    group = zarr.open_group(str(path), path=LEDGER, mode="w", zarr_format=zarr_format)
+    group.attrs["fingerprint"] = fingerprint
+    blocks = tuple(len(c) for c in layout.chunks)
+    group.create_array("done", shape=blocks, chunks=(1,) * len(blocks), dtype="uint8", fill_value=0)
+    with warnings.catch_warnings():  # consolidated metadata is a zarr-python extension for v3; readers expect it
+        warnings.simplefilter("ignore", category=zarr.errors.ZarrUserWarning)
+        zarr.consolidate_metadata(str(path))
+
+
+def _zstd_v2():
+    from numcodecs import Zstd
+
+    return Zstd(level=3)
