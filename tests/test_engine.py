@@ -148,3 +148,20 @@ def test_merge_and_layer_options(cube, micro):
 
 def test_engine_default_batch_follows_the_device(micro):
     assert engine.DEFAULT_BATCH[micro.device.type] == 8
+
+
+def test_a_cube_opened_from_zarr_in_a_fresh_process_embeds(cube, tmp_path):
+    """Nothing but xarray and xterramind imported: xterramind must bring rioxarray's .rio itself."""
+    import subprocess
+    import sys
+
+    cube.to_dataset().to_zarr(tmp_path / "cube.zarr", zarr_format=3, consolidated=False)
+    code = (
+        "import xarray as xr, xterramind\n"
+        f"cube = xr.open_zarr({str(tmp_path / 'cube.zarr')!r}, decode_coords='all', consolidated=False)['reflectance']\n"
+        "model = xterramind.load_model('terramind_micro', weights='random', device='cpu')\n"
+        "print(cube.terramind.embed(model).rio.crs.to_epsg())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "32618"

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import dask
 import dask.array as da
 import numpy as np
+import rioxarray  # noqa: F401  (registers the .rio accessor this module uses)
 import torch
 import xarray as xr
 
@@ -177,29 +178,30 @@ def embed_region(*windows: np.ndarray, region: Region, job: EmbedJob, model: Ter
     valid = _valid_pixels(windows, job.nodata)
     if not valid.any():
         return out.numpy()
-    p, size = job.patch, job.tile * job.patch
-    standardized = {
-        name: _standardize(model, name, window, valid)
-        for name, window in zip(job.modalities, windows, strict=True)
-    }
+    pixels = [torch.from_numpy(np.ascontiguousarray(window)) for window in windows]
+    mask = None if valid.all() else torch.from_numpy(valid)
     tiles = _tiles_with_data(region, valid, job)
     for start in range(0, len(tiles), job.batch_size):
         batch = tiles[start : start + job.batch_size]
-        inputs = {
-            name: torch.stack([pixels[:, y * p : y * p + size, x * p : x * p + size] for (y, x), _, _ in batch])
-            for name, pixels in standardized.items()
-        }
+        inputs = {name: _tile_batch(model, name, window, mask, batch, job) for name, window in zip(job.modalities, pixels, strict=True)}
         tokens = model.encode(inputs, merge=job.merge, layers=job.layer)
         tokens = tokens.transpose(1, 2).reshape(len(batch), job.features, job.tile, job.tile).cpu()
         for grid, (_, owned, target) in zip(tokens, batch, strict=True):
             out[(slice(None), *target)] = grid[(slice(None), *owned)]
-    out[:, torch.from_numpy(_empty_tokens(valid, region, p))] = float("nan")
+    out[:, torch.from_numpy(_empty_tokens(valid, region, job.patch))] = float("nan")
     return out.numpy()
 
 
-def _standardize(model: TerraMindModel, name: str, window: np.ndarray, valid: np.ndarray) -> torch.Tensor:
-    pixels = model.normalize(name, torch.from_numpy(np.ascontiguousarray(window)).to(model.device).float())
-    return pixels.masked_fill_(~torch.from_numpy(valid).to(model.device), 0.0)  # invalid pixels at the band mean
+def _tile_batch(model: TerraMindModel, name: str, window: torch.Tensor, mask, batch, job: EmbedJob) -> torch.Tensor:
+    """The batch's tiles of one modality, standardized on the model's device; invalid pixels at the band mean (0)."""
+    p, size = job.patch, job.tile * job.patch
+    crops = [(slice(y * p, y * p + size), slice(x * p, x * p + size)) for (y, x), _, _ in batch]
+    tiles = torch.stack([window[(slice(None), *crop)] for crop in crops]).to(model.device).float()
+    tiles = model.normalize(name, tiles)
+    if mask is not None:
+        keep = torch.stack([mask[crop] for crop in crops]).to(model.device)
+        tiles.masked_fill_(~keep[:, None], 0.0)
+    return tiles
 
 
 def _tiles_with_data(region: Region, valid: np.ndarray, job: EmbedJob):

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import dask
 import numpy as np
+import rioxarray  # noqa: F401  (registers the .rio accessor this module uses)
 import xarray as xr
 import zarr
 
