@@ -155,7 +155,7 @@ def test_a_cube_opened_from_zarr_in_a_fresh_process_embeds(cube, tmp_path):
     import subprocess
     import sys
 
-    cube.to_dataset().to_zarr(tmp_path / "cube.zarr", zarr_format=3, consolidated=False)
+    cube.to_dataset().to_zarr(tmp_path / "cube.zarr", zarr_format=2, consolidated=False)
     code = (
         "import xarray as xr, xterramind\n"
         f"cube = xr.open_zarr({str(tmp_path / 'cube.zarr')!r}, decode_coords='all', consolidated=False)['reflectance']\n"
