@@ -116,7 +116,7 @@ class TerraMindModel:
         else:
             state = read_state_dict(self._path)
             required = set(module.state_dict())
-            check_state_dict(state, full_layout(self.config), required, self.config, str(self._path))
+            check_state_dict(state, full_layout(self.config), required, self.config.name, str(self._path))
             module.load_state_dict({k: state[k] for k in required}, strict=True)
         runtime.loads[self.name] += 1
         return module.eval().requires_grad_(False).to(self.device)

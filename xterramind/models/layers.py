@@ -75,15 +75,16 @@ class CrossAttention(nn.Module):
 
 
 class Mlp(nn.Module):
-    """``fc2(gelu(fc1 x))``: the tiny and small variants."""
+    """``fc2(act(fc1 x))``, GELU by default: the tiny and small variants, and the tokenizers' ViTs."""
 
-    def __init__(self, dim: int, hidden: int, bias: bool):
+    def __init__(self, dim: int, hidden: int, bias: bool, activation=F.gelu):
         super().__init__()
+        self.activation = activation
         self.fc1 = nn.Linear(dim, hidden, bias=bias)
         self.fc2 = nn.Linear(hidden, dim, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
+        return self.fc2(self.activation(self.fc1(x)))
 
 
 class SwiGLU(nn.Module):
@@ -106,11 +107,11 @@ def make_mlp(dim: int, hidden: int, swiglu: bool, bias: bool) -> nn.Module:
 class Block(nn.Module):
     """Pre-norm encoder block: ``x += attn(norm1 x)``; ``x += mlp(norm2 x)``."""
 
-    def __init__(self, dim: int, num_heads: int, hidden: int, swiglu: bool, bias: bool):
+    def __init__(self, dim: int, num_heads: int, hidden: int, swiglu: bool, bias: bool, norm_bias: bool = False):
         super().__init__()
-        self.norm1 = LayerNorm(dim)
+        self.norm1 = LayerNorm(dim, learn_bias=norm_bias)
         self.attn = Attention(dim, num_heads, bias)
-        self.norm2 = LayerNorm(dim)
+        self.norm2 = LayerNorm(dim, learn_bias=norm_bias)
         self.mlp = make_mlp(dim, hidden, swiglu, bias)
 
     def forward(self, x: torch.Tensor, hidden_keys: torch.Tensor | None = None) -> torch.Tensor:

@@ -16,11 +16,14 @@ __all__ = [
     "DECODER_MODALITIES",
     "ENCODER_MODALITIES",
     "MODELS",
+    "TOKENIZERS",
     "ModalitySpec",
     "ModelConfig",
+    "TokenizerConfig",
     "get_config",
     "list_models",
     "resolve_modality",
+    "tokenizer_config",
 ]
 
 S2L2A_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
@@ -120,6 +123,8 @@ class ModelConfig:
     image_size: int = 224  # the positional-embedding grid is image_size / patch_size square
     mlp_ratio: float = 4.0
     official: bool = True
+    tokenizers: str = "official"  # which tokenizer configurations go with the model
+
 
     @property
     def bias(self) -> bool:
@@ -157,8 +162,8 @@ MODELS: dict[str, ModelConfig] = {
         _official("large", 1024, 16, 24, 24, swiglu=True),
         # Micro configurations with the official layout but toy sizes: fast tests and demos on
         # random weights. No checkpoint exists for them.
-        ModelConfig("terramind_micro", 64, 1, 2, 1, swiglu=False, official=False),
-        ModelConfig("terramind_micro_swiglu", 64, 1, 2, 1, swiglu=True, official=False),
+        ModelConfig("terramind_micro", 64, 1, 2, 1, swiglu=False, official=False, tokenizers="micro"),
+        ModelConfig("terramind_micro_swiglu", 64, 1, 2, 1, swiglu=True, official=False, tokenizers="micro"),
     )
 }
 
@@ -178,4 +183,68 @@ def get_config(name: str) -> ModelConfig:
     config = MODELS.get(name) or MODELS.get(f"terramind_v1_{name}")
     if config is None:
         raise UnknownModelError(f"unknown model {name!r}; choose one of {list_models(include_micro=True)}")
+    return config
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """One of TerraMind's tokenizers: a ViT encoder, FSQ, and a decoder (a ViT for LULC's class logits,
+    a diffusion UNet for images). Defaults are the official ViT-B/16 / UNet-256 sizes."""
+
+    modality: str  # the token modality it produces, e.g. "tok_S2L2A"
+    channels: int
+    diffusion: bool
+    levels: tuple[int, ...]
+    hub_repo: str | None = None
+    filename: str | None = None
+    dim: int = 768
+    depth: int = 12
+    heads: int = 12
+    patch: int = 16
+    image_size: int = 256  # the stored position tables are (image_size / patch)^2
+    unet_channels: int = 256
+    unet_mult: tuple[int, ...] = (1, 2, 2, 2)
+    unet_res_blocks: int = 3
+    unet_attention: tuple[int, ...] = (4, 8)
+    unet_patch: int = 4
+
+    @property
+    def name(self) -> str:
+        return self.modality.removeprefix("tok_")
+
+    @property
+    def vocab_size(self) -> int:
+        size = 1
+        for level in self.levels:
+            size *= level
+        return size
+
+
+def _tokenizer(name: str, channels: int, diffusion: bool = True, size: str = "official") -> TokenizerConfig:
+    levels = (8, 8, 8, 6, 5) if diffusion else (7, 5, 5, 5, 5)
+    if size == "micro":  # toy sizes with the official layout, for tests
+        return TokenizerConfig(f"tok_{name}", channels, diffusion, levels, dim=64, depth=2, heads=1,
+                               unet_channels=32, unet_mult=(1, 2), unet_res_blocks=1, unet_attention=(2,))
+    return TokenizerConfig(f"tok_{name}", channels, diffusion, levels,
+                           hub_repo=f"ibm-esa-geospatial/TerraMind-1.0-Tokenizer-{name}",
+                           filename=f"TerraMind_Tokenizer_{name}.pt")
+
+
+TOKENIZERS: dict[tuple[str, str], TokenizerConfig] = {
+    (f"tok_{name}", size): _tokenizer(name, channels, diffusion=name != "LULC", size=size)
+    for size in ("official", "micro")
+    for name, channels in (("S2L2A", 12), ("S1GRD", 2), ("S1RTC", 2), ("DEM", 1), ("NDVI", 1), ("LULC", 10))
+}
+
+
+def tokenizer_config(modality: str, size: str = "official") -> TokenizerConfig:
+    """The tokenizer of a token modality (``"LULC"``, ``"tok_LULC"`` or ``"tok_lulc@224"``)."""
+    try:
+        spec = resolve_modality(modality)
+    except UnknownModalityError:
+        spec = resolve_modality(f"tok_{modality}")
+    config = TOKENIZERS.get((f"tok_{spec.name.removeprefix('tok_')}", size))
+    if config is None:
+        names = sorted({c.name for c in TOKENIZERS.values()})
+        raise UnknownModalityError(f"{spec.name} has no tokenizer; tokenizers exist for {names}")
     return config

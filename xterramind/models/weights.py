@@ -56,6 +56,20 @@ def seeded_tensor(key: str, shape: torch.Size, seed: int) -> torch.Tensor:
     return torch.rand(shape, generator=generator).mul_(2.0 * bound).sub_(bound)
 
 
+def empty_module(build) -> nn.Module:
+    """``build()`` with allocated but unset weights (fast: nothing is initialised twice), its fixed
+    position tables computed and its tied weights tied again; to be filled from a file or seeds."""
+    with torch.device("meta"):
+        module = build()
+    module.to_empty(device="cpu")
+    if hasattr(module, "tie_weights"):
+        module.tie_weights()
+    for part in module.modules():
+        if hasattr(part, "reset_pos_emb"):
+            part.reset_pos_emb()
+    return module
+
+
 @torch.no_grad()
 def init_seeded_(module: nn.Module, seed: int) -> nn.Module:
     """Fill every parameter and buffer of ``module`` with :func:`seeded_tensor` values.
@@ -130,12 +144,12 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def check_state_dict(
-    state: Mapping[str, torch.Tensor], layout: Mapping[str, torch.Size], required: set[str], config: ModelConfig, source: str
+    state: Mapping[str, torch.Tensor], layout: Mapping[str, torch.Size], required: set[str], expected: str, source: str
 ) -> None:
-    """Raise :class:`CheckpointError` unless ``state`` fits ``layout`` (the full model's names and shapes).
+    """Raise :class:`CheckpointError` unless ``state`` fits ``layout`` (the full module's names and shapes).
 
     Keys in ``layout`` but not in ``required`` (the decoder, when only the encoder is built) may be
-    absent; unknown keys and wrong shapes are always errors.
+    absent; unknown keys and wrong shapes are always errors. ``expected`` names what should be there.
     """
     missing = sorted(required - set(state))
     unexpected = sorted(set(state) - set(layout))
@@ -146,7 +160,8 @@ def check_state_dict(
     )
     if not (missing or unexpected or mismatched):
         return
-    lines = [f"{source} does not fit {config.name}.{_guess_variant(state, config)}"]
+    guess = describe_checkpoint(state)
+    lines = [f"{source} does not fit {expected}." + (f" It looks like {guess}." if guess and guess != expected else "")]
     for title, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched)):
         if items:
             shown = "\n    ".join(items[:8]) + (f"\n    ... and {len(items) - 8} more" if len(items) > 8 else "")
@@ -154,25 +169,31 @@ def check_state_dict(
     raise CheckpointError("\n".join(lines))
 
 
-def _guess_variant(state: Mapping[str, torch.Tensor], config: ModelConfig) -> str:
-    if any(k.startswith(("quant_proj", "post_quant_proj")) for k in state):
-        return " This looks like a TerraMind tokenizer checkpoint, not a model."
+TOKENIZERS_BY_CHANNELS = {12: "the S2L2A tokenizer", 2: "an S1GRD or S1RTC tokenizer", 1: "a DEM or NDVI tokenizer",
+                          10: "the LULC tokenizer"}
+
+
+def describe_checkpoint(state: Mapping[str, torch.Tensor]) -> str:
+    """What a state dict seems to hold, from its keys and shapes: a TerraMind variant or tokenizer."""
+    if "quant_proj.weight" in state:
+        channels = state.get("encoder.proj.weight", torch.empty(0, 0)).shape[1]
+        return f"a TerraMind tokenizer checkpoint ({TOKENIZERS_BY_CHANNELS.get(channels, f'{channels} channels')})"
     norm = state.get("encoder_norm.weight")
     if norm is None:
-        return " It does not look like a TerraMind v1 checkpoint (no encoder_norm.weight)."
+        return "no TerraMind v1 checkpoint (it has no encoder_norm.weight)"
     depth = len({k.split(".")[1] for k in state if k.startswith("encoder.")})
-    for other in MODELS.values():
-        if other.official and (other.dim, other.encoder_depth) == (norm.shape[0], depth) and other is not config:
-            return f" This looks like a {other.name} checkpoint: load it with load_model({other.name!r}, weights=...)."
+    for config in MODELS.values():
+        if config.official and (config.dim, config.encoder_depth) == (norm.shape[0], depth):
+            return f"a {config.name} checkpoint: load it with load_model({config.name!r}, weights=...)"
     return ""
 
 
 # -- the hub ----------------------------------------------------------------------------------------
 
 
-def locate_official(config: ModelConfig, download: bool = True) -> Path:
-    """Path of the official checkpoint: ``$XTERRAMIND_WEIGHTS_DIR``, then the Hugging Face cache, then
-    (if ``download``) the hub."""
+def locate_official(config, download: bool = True) -> Path:
+    """Path of the official checkpoint of a model or tokenizer configuration: ``$XTERRAMIND_WEIGHTS_DIR``,
+    then the Hugging Face cache, then (if ``download``) the hub."""
     if config.hub_repo is None:
         raise WeightsUnavailableError(
             f"{config.name} has no official checkpoint; use weights='random' or a path to a state dict"
@@ -196,13 +217,17 @@ def locate_official(config: ModelConfig, download: bool = True) -> Path:
         raise WeightsUnavailableError(_unavailable(config, reason)) from None
 
 
-def _unavailable(config: ModelConfig, reason: str) -> str:
+def _unavailable(config, reason: str) -> str:
+    if isinstance(config, ModelConfig):
+        what, passing = config.name, f"load_model({config.name!r}, weights='/path/to/{config.filename}')"
+    else:
+        what, passing = f"the {config.name} tokenizer", f"load_model(..., tokenizers={{{config.name!r}: '/path/to/{config.filename}'}})"
     return (
-        f"the official weights of {config.name} ({config.filename} from the Hugging Face repo "
+        f"the official weights of {what} ({config.filename} from the Hugging Face repo "
         f"{config.hub_repo}) are not on this machine and could not be fetched ({reason}). Fix it one way:\n"
         f"  - on a machine with internet: `hf download {config.hub_repo} {config.filename}`, then copy the "
         "Hugging Face cache (~/.cache/huggingface/hub, or $HF_HUB_CACHE) to this machine;\n"
         f"  - put {config.filename} in a folder and set ${WEIGHTS_DIR_ENV} to that folder;\n"
-        f"  - pass the file itself: load_model({config.name!r}, weights='/path/to/{config.filename}');\n"
+        f"  - pass the file itself: {passing};\n"
         "  - or run on untrained, seeded weights: weights='random'."
     )
