@@ -138,3 +138,21 @@ def decoder_cases(variant: str) -> list[DecoderCase]:
         num_select=8,
     )
     return [chained, fresh]
+
+
+# -- tokenizers and generation -----------------------------------------------------------------------
+
+TOKENIZER_NAMES = ("S2L2A", "S1GRD", "S1RTC", "DEM", "NDVI", "LULC")
+FILTER_SETTINGS = ((0, 0.8), (5, 0.0), (5, 0.9), (0, 0.0), (1, 0.8))  # (top_k, top_p)
+GENERATE_TIMESTEPS = 2  # diffusion steps in the golden whole-generate and whole-decode cases
+GENERATION_SEED = 20250101  # random.seed() before the reference draws its generation seed
+
+
+def tokenizer_input(name: str, channels: int, size: int = 224) -> torch.Tensor:
+    """A seeded input for a tokenizer: class ids for LULC, standardized noise for images."""
+    spec = InputSpec(name, name, (1, size, size), 10) if name == "LULC" else InputSpec(name, name, (1, channels, size, size))
+    return make_input(f"tokenizer-{name}", spec)
+
+
+def token_grid(name: str, vocab: int, grid: int = 14) -> torch.Tensor:
+    return make_input(f"tokens-{name}", InputSpec(name, name, (1, grid, grid), vocab))
