@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xarray as xr
 
-from . import engine, store
+from . import engine, generate, store
 
 
 class TerraMindAccessor:
@@ -31,6 +31,8 @@ class TerraMindAccessor:
                 comes from the tile it is most central in.
             chunks: output chunk (region) side in tokens (default: about 128, a multiple of the stride).
             batch_size: tiles per forward pass (default 8 on CPU, 64 on GPU).
+            tim: Thinking-in-Modalities, e.g. ``["LULC"]``: generate these token grids per tile first and
+                encode them with the inputs (their seed: ``seed``).
 
         Example:
             >>> model = xterramind.load_model("terramind_v1_base")
@@ -38,6 +40,47 @@ class TerraMindAccessor:
             >>> emb.terramind.to_zarr("embeddings.zarr")     # computes, region by region
         """
         return engine.embed(self._obj, model, modalities, **options)
+
+    def generate(self, targets, model, *, seed: int = 0, **options) -> xr.Dataset:
+        """Lazily generate other modalities from the cube: TerraMind's any-to-any generation.
+
+        Returns a Dataset on the cube's pixel grid (same CRS and transform), one variable per target:
+        ``LULC`` as uint8 class ids (0 no data, 1 water, 2 trees, 3 flooded vegetation, 4 crops, 5 built
+        area, 6 bare ground, 7 snow/ice, 8 clouds, 9 rangeland) with ``LULC_probability`` (class, y, x);
+        images (``S2L2A``, ``S1GRD``, ``S1RTC``, ``DEM``, ``NDVI``) in physical units. Targets are
+        generated in the order given, each seeing the ones before it.
+
+        Args:
+            targets: a name or a list, e.g. ``"LULC"`` or ``["S1GRD", "LULC"]``.
+            model: a handle from :func:`xterramind.load_model`; its tokenizers follow its weights policy.
+            seed: the same seed gives the same result on any chunking and cluster.
+            modalities, tile_size, overlap, chunks, batch_size: as for :meth:`embed`.
+            top_k, top_p, temperature: token sampling (defaults 0, 0.8, 1.0, as the reference).
+            timesteps: diffusion steps for image targets (default 50, as the reference).
+
+        Example:
+            >>> lulc = cube.terramind.generate("LULC", model, seed=42)
+            >>> lulc.terramind.to_zarr("lulc.zarr")
+        """
+        return generate.generate(self._obj, targets, model, seed=seed, **options)
+
+    def tokenize(self, modality: str, model, **options) -> xr.DataArray:
+        """Lazily tokenize one modality (S2L2A, S1GRD, S1RTC or DEM): int32 tokens on the token grid,
+        one per 16 x 16 pixels, -1 where the pixels are nodata.
+
+        Example:
+            >>> tokens = cube.terramind.tokenize("S2L2A", model)
+        """
+        return generate.tokenize(self._obj, modality, model, **options)
+
+    def detokenize(self, modality: str, model, *, seed: int = 0, **options):
+        """Lazily decode this token grid into ``modality``'s pixels on the 16x finer grid (LULC: class ids
+        and probabilities; images: physical units, via diffusion with ``timesteps`` steps).
+
+        Example:
+            >>> pixels = tokens.terramind.detokenize("S2L2A", model, timesteps=10)
+        """
+        return generate.detokenize(self._obj, modality, model, seed=seed, **options)
 
     def to_zarr(self, path, *, resume: bool = True, overwrite: bool = False, zarr_format: int = 3, progress=None):
         """Write this lazy result to a georeferenced zarr store, region by region.

@@ -100,6 +100,37 @@ class AxisTiling:
         owned = self.owned
         return np.nonzero((owned[:, 0] < stop) & (owned[:, 1] > start))[0]
 
+    def tiles_covering(self, start: int, stop: int) -> np.ndarray:
+        """Indices of the tiles that cover at least one token of ``[start, stop)``."""
+        return np.nonzero((self.origins < stop) & (self.origins + self.tile > start))[0]
+
+    def crop_weights(self, patch: int) -> np.ndarray:
+        """``(tiles, tile * patch)``: 1 on the pixels of the tokens a tile owns, 0 elsewhere (no blending)."""
+        weights = np.zeros((len(self.origins), self.tile * patch))
+        for i, (origin, (start, stop)) in enumerate(zip(self.origins, self.owned, strict=True)):
+            weights[i, (start - origin) * patch : (stop - origin) * patch] = 1.0
+        return weights
+
+    def blend_weights(self, patch: int) -> np.ndarray:
+        """``(tiles, tile * patch)`` per-pixel weights for blending overlapping tile outputs.
+
+        Where tile ``i`` overlaps its neighbour, its weight follows a raised cosine from about 0 at its
+        edge to 1, and the neighbour's the complementary one, so two overlapping tiles' weights add up
+        to 1; elsewhere it is 1. Weights depend only on the global lattice, never on regions.
+        """
+        size = self.tile * patch
+        pixels = np.arange(size) + 0.5
+        weights = np.ones((len(self.origins), size))
+        starts = self.origins * patch
+        for i in range(len(starts) - 1):
+            zone = (starts[i] + size) - starts[i + 1]  # pixels shared by tiles i and i + 1
+            if zone <= 0:
+                continue
+            rising = 0.5 - 0.5 * np.cos(np.pi * np.clip(pixels[:zone] / zone, 0, 1))  # over the zone, in tile i+1
+            weights[i + 1, :zone] *= rising
+            weights[i, size - zone :] *= 1 - rising
+        return weights
+
 
 @dataclass(frozen=True)
 class Tiling:
@@ -150,17 +181,23 @@ class AxisSpan:
     region, in tokens) and the pixel window those tiles read."""
 
     tokens: tuple[int, int]
-    tiles: tuple[tuple[int, int, int], ...]  # (origin, own_start, own_stop)
+    tiles: tuple[tuple[int, int, int], ...]  # (origin, start, stop): the tokens of the range the tile gives
     window: tuple[int, int]
+    indices: tuple[int, ...] = ()  # the tiles' indices on the axis (for their blend weights)
 
 
-def _span(axis: AxisTiling, start: int, stop: int, patch: int) -> AxisSpan:
-    indices = axis.tiles_owning(start, stop)
+def _span(axis: AxisTiling, start: int, stop: int, patch: int, cover: bool) -> AxisSpan:
+    if cover:  # every tile that overlaps the range, with the part of the range it covers
+        indices = axis.tiles_covering(start, stop)
+        ranges = [(axis.origins[i], axis.origins[i] + axis.tile) for i in indices]
+    else:  # the tiles owning tokens of the range, with the tokens they own
+        indices = axis.tiles_owning(start, stop)
+        ranges = [tuple(axis.owned[i]) for i in indices]
     tiles = tuple(
-        (int(axis.origins[i]), max(int(axis.owned[i, 0]), start), min(int(axis.owned[i, 1]), stop)) for i in indices
+        (int(axis.origins[i]), max(int(first), start), min(int(last), stop)) for i, (first, last) in zip(indices, ranges, strict=True)
     )
     window = (tiles[0][0] * patch, (tiles[-1][0] + axis.tile) * patch)
-    return AxisSpan((start, stop), tiles, window)
+    return AxisSpan((start, stop), tiles, window, tuple(int(i) for i in indices))
 
 
 @dataclass(frozen=True)
@@ -179,14 +216,15 @@ class Region:
         return len(self.y.tiles) * len(self.x.tiles)
 
 
-def regions(tiling: Tiling, chunk: int) -> list[list[Region]]:
-    """Regions of ``chunk`` x ``chunk`` output tokens (ragged at the far edges), row by row."""
+def regions(tiling: Tiling, chunk: int, cover: bool = False) -> list[list[Region]]:
+    """Regions of ``chunk`` x ``chunk`` output tokens (ragged at the far edges), row by row. Each region
+    lists the tiles owning its tokens, or with ``cover`` (blended pixel outputs) every tile overlapping it."""
     if chunk <= 0:
         raise InputError(f"chunks must be a positive number of tokens, got {chunk}")
     height, width = tiling.tokens.shape
-    columns = [_span(tiling.cols, x0, min(x0 + chunk, width), tiling.patch) for x0 in range(0, width, chunk)]
+    columns = [_span(tiling.cols, x0, min(x0 + chunk, width), tiling.patch, cover) for x0 in range(0, width, chunk)]
     return [
-        [Region(_span(tiling.rows, y0, min(y0 + chunk, height), tiling.patch), column) for column in columns]
+        [Region(_span(tiling.rows, y0, min(y0 + chunk, height), tiling.patch, cover), column) for column in columns]
         for y0 in range(0, height, chunk)
     ]
 

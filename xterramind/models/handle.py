@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +18,10 @@ import torch
 
 from .. import runtime
 from ..errors import InputError, UnknownModalityError
-from .registry import ModelConfig, get_config, resolve_modality
+from .generation import Sampling, decode_targets, sample_targets
+from .registry import ModelConfig, TokenizerConfig, get_config, resolve_modality, token_spec, tokenizer_config
 from .terramind import TerraMind
+from .tokenizers import Tokenizer
 from .weights import check_state_dict, file_sha256, init_seeded_, locate_official, read_state_dict
 
 __all__ = ["Recipe", "TerraMindModel", "load_model"]
@@ -33,13 +36,24 @@ class Recipe:
     device: str = "auto"
     precision: str = "auto"
     seed: int = 0
+    tokenizers: tuple[tuple[str, str], ...] = ()  # tokenizer name -> file, overriding the weights policy
 
 
 @functools.cache
-def full_layout(config: ModelConfig) -> dict[str, torch.Size]:
+def full_layout(config: ModelConfig | TokenizerConfig) -> dict[str, torch.Size]:
     """Names and shapes of the complete official checkpoint of ``config`` (built on the meta device)."""
     with torch.device("meta"):
-        return {k: v.shape for k, v in TerraMind(config, decoder=True).state_dict().items()}
+        module = TerraMind(config, decoder=True) if isinstance(config, ModelConfig) else Tokenizer(config)
+        return {k: v.shape for k, v in module.state_dict().items()}
+
+
+def _load(module, path: Path, config, expected: str):
+    """Fill ``module`` from a checkpoint file, after checking it against the full layout of ``config``."""
+    state = read_state_dict(path)
+    required = set(module.state_dict())
+    check_state_dict(state, full_layout(config), required, expected, str(path))
+    module.load_state_dict({k: state[k] for k in required}, strict=True)
+    return module
 
 
 class TerraMindModel:
@@ -62,6 +76,7 @@ class TerraMindModel:
         self.precision = runtime.choose_precision(recipe.precision, self.device)
         self._path = None if recipe.weights == "random" else self._locate(recipe.weights)
         self._module: TerraMind | None = None
+        self._tokenizers: dict[str, tuple[Tokenizer, str]] = {}
         self._lock = threading.Lock()
 
     def _locate(self, weights: str) -> Path:
@@ -114,12 +129,40 @@ class TerraMindModel:
         if self._path is None:
             init_seeded_(module, self.recipe.seed)
         else:
-            state = read_state_dict(self._path)
-            required = set(module.state_dict())
-            check_state_dict(state, full_layout(self.config), required, self.config.name, str(self._path))
-            module.load_state_dict({k: state[k] for k in required}, strict=True)
+            _load(module, self._path, self.config, self.config.name)
         runtime.loads[self.name] += 1
         return module.eval().requires_grad_(False).to(self.device)
+
+    # -- tokenizers -----------------------------------------------------------------------------
+
+    def tokenizer(self, modality: str) -> Tokenizer:
+        """The tokenizer of a modality (``"LULC"``, ``"S2L2A"``, ...), loaded on first use under the
+        model's weights policy: seeded random with ``weights="random"``, else the file given in
+        ``load_model(..., tokenizers={...})``, else the official file (found like the model's)."""
+        config = tokenizer_config(modality, self.config.tokenizers)
+        with self._lock:
+            if config.name not in self._tokenizers:
+                self._tokenizers[config.name] = self._build_tokenizer(config)
+            return self._tokenizers[config.name][0]
+
+    def tokenizer_weights_id(self, modality: str) -> str:
+        """``"random"`` or the sha256 of the tokenizer's checkpoint file."""
+        self.tokenizer(modality)
+        return self._tokenizers[tokenizer_config(modality, self.config.tokenizers).name][1]
+
+    def _build_tokenizer(self, config: TokenizerConfig) -> tuple[Tokenizer, str]:
+        module = Tokenizer.empty(config)
+        path = dict(self.recipe.tokenizers).get(config.name)
+        if path is None and self._path is not None:
+            path = locate_official(config)
+        if path is None:
+            init_seeded_(module, self.recipe.seed + zlib.crc32(config.name.encode()))
+            identity = "random"
+        else:
+            _load(module, Path(path), config, f"the {config.name} tokenizer")
+            identity = file_sha256(path)
+        runtime.loads[f"tokenizer {config.name}"] += 1
+        return module.eval().requires_grad_(False).to(self.device), identity
 
     # -- running --------------------------------------------------------------------------------
 
@@ -138,6 +181,50 @@ class TerraMindModel:
         with torch.inference_mode(), runtime.autocast(self.device, self.precision):
             result = module.encode(tensors, merge=merge, layers=layers)
         return _to_float32(result)
+
+    def tokenize(self, modality: str, x):
+        """Standardized pixels ``(B, C, H, W)`` (LULC: class ids ``(B, H, W)``) -> int32 tokens ``(B, H/16, W/16)``.
+
+        Example:
+            >>> tokens = model.tokenize("S2L2A", model.normalize("S2L2A", pixels))
+        """
+        tokenizer = self.tokenizer(modality)
+        with torch.inference_mode(), runtime.autocast(self.device, self.precision):
+            return tokenizer.encode(_as_tensor(modality, x).to(self.device))[1]
+
+    def detokenize(self, modality: str, tokens, *, seeds=None, timesteps: int = 50):
+        """Tokens ``(B, h, w)`` -> LULC class logits, or standardized pixels from a DDIM decode whose
+        initial noise comes from one generator per item seeded with ``seeds`` (default 0, 1, ...)."""
+        tokenizer, tokens = self.tokenizer(modality), _as_tensor(modality, tokens).to(self.device)
+        generators = [torch.Generator().manual_seed(int(s)) for s in (seeds if seeds is not None else range(len(tokens)))]
+        with torch.inference_mode(), runtime.autocast(self.device, self.precision):
+            out = decode_targets({tokenizer.config.modality: tokenizer}, {tokenizer.config.modality: tokens}, generators, timesteps)
+        return _to_float32(out[tokenizer.config.modality])
+
+    def generate(self, inputs, targets, *, seeds, top_k: int = 0, top_p: float = 0.8, temperature: float = 1.0,
+                 timesteps: int = 50, decode: bool = True) -> dict:
+        """Generate ``targets`` (e.g. ``["LULC"]``, ``["S1GRD", "LULC"]``) from standardized ``inputs`` for a
+        batch of tiles, one seed per tile. Returns, per target, LULC class logits or standardized pixels
+        (or, with ``decode=False``, the token grids). Each tile's result depends only on its own inputs
+        and seed, and one tile with seed ``s`` reproduces IBM's reference generation with seed ``s``.
+
+        Example:
+            >>> out = model.generate({"S2L2A": x}, ["LULC"], seeds=[7])   # x: (1, 12, 224, 224)
+            >>> out["LULC"].argmax(1)   # class ids 0..9
+        """
+        module = self.with_decoder()
+        tensors = {name: _as_tensor(name, value).to(self.device) for name, value in inputs.items()}
+        names = [token_spec(t).name for t in targets]
+        first = next(iter(tensors.values()))
+        grid = (first.shape[-2] // self.config.patch_size, first.shape[-1] // self.config.patch_size)
+        sampling = Sampling(top_k, top_p, temperature, timesteps)
+        with torch.inference_mode(), runtime.autocast(self.device, self.precision):
+            tokens, generators = sample_targets(module, tensors, names, list(seeds), grid, sampling)
+            if not decode:
+                return {name.removeprefix("tok_"): grid for name, grid in tokens.items()}
+            tokenizers = {name: self.tokenizer(name) for name in names}
+            out = decode_targets(tokenizers, tokens, generators, timesteps)
+        return {name.removeprefix("tok_"): _to_float32(value) for name, value in out.items()}
 
     def normalize(self, name: str, x):
         """Standardize ``(..., C, H, W)`` data in physical units with the model's statistics."""
@@ -175,7 +262,7 @@ def _stats(name: str, x):
 
 def _to_float32(result):
     if isinstance(result, torch.Tensor):
-        return result.float()
+        return result.float() if result.is_floating_point() else result
     if isinstance(result, dict):
         return {k: _to_float32(v) for k, v in result.items()}
     return [_to_float32(v) for v in result]
@@ -192,6 +279,7 @@ def load_model(
     device: str | torch.device = "auto",
     precision: str = "auto",
     seed: int = 0,
+    tokenizers: dict | None = None,
 ) -> TerraMindModel:
     """Load a TerraMind model.
 
@@ -203,6 +291,8 @@ def load_model(
         device: ``"auto"`` (a CUDA GPU if present, else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
         precision: ``"auto"`` (bf16 on GPUs that support it, else fp32), ``"fp32"``, ``"bf16"``, ``"fp16"``.
         seed: the seed of ``weights="random"``.
+        tokenizers: tokenizer files by modality (``{"LULC": "TerraMind_Tokenizer_LULC.pt"}``) for the
+            ones not to take from the weights policy; tokenizers load when first needed.
 
     Example:
         >>> model = xterramind.load_model("terramind_v1_base")            # official weights
@@ -211,7 +301,11 @@ def load_model(
     if not isinstance(weights, (str, os.PathLike)):
         raise InputError(f"weights must be 'auto', 'random' or a file path, got {type(weights).__name__}")
     weights = weights if weights in ("auto", "random") else str(Path(weights).expanduser().resolve())
-    recipe = Recipe(get_config(name).name, weights, str(device), precision, int(seed))
+    overrides = tuple(sorted(
+        (tokenizer_config(modality, get_config(name).tokenizers).name, str(Path(path).expanduser().resolve()))
+        for modality, path in (tokenizers or {}).items()
+    ))
+    recipe = Recipe(get_config(name).name, weights, str(device), precision, int(seed), overrides)
     model = _shared_model(recipe)
     _ = model.module  # load now: a bad file or a wrong variant should fail here, not in a worker
     return model

@@ -107,6 +107,23 @@ def resolve_modality(name: str) -> ModalitySpec:
         raise UnknownModalityError(f"unknown modality {name!r}.{hint} Known modalities: {known}.") from None
 
 
+def token_spec(name: str) -> ModalitySpec:
+    """The token modality of a generation target: ``"LULC"``, ``"S1GRD"`` or ``"tok_LULC"`` -> its token spec."""
+    try:
+        spec = resolve_modality(name)
+    except UnknownModalityError:
+        spec = resolve_modality(f"tok_{name}")
+    if spec.kind == "image":
+        try:
+            spec = resolve_modality(f"tok_{spec.name}")
+        except UnknownModalityError:
+            spec = None
+    if spec is None or spec.kind != "tokens":
+        targets = [s.name.removeprefix("tok_") for s in _SPECS if s.kind == "tokens"]
+        raise UnknownModalityError(f"{name} cannot be generated; generation targets are {targets}")
+    return spec
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Hyper-parameters of one TerraMind variant and where its official checkpoint lives."""
