@@ -36,3 +36,15 @@ def test_cluster_result_equals_local_and_each_worker_loads_the_model_once(client
 
     processing = client.run(lambda dask_worker: len(dask_worker.data))  # the workers really did the work
     assert len(processing) == 2
+
+
+def test_generated_lulc_on_the_cluster_equals_the_local_result(client, tmp_path):
+    model = xterramind.load_model("terramind_micro", weights="random", device="cpu", precision="fp32")
+    result = xterramind.open_sample().terramind.generate("LULC", model, seed=11, chunks=12)
+    expected = result.compute(scheduler="threads")
+    result.terramind.to_zarr(tmp_path / "lulc.zarr")
+    stored = xr.open_zarr(tmp_path / "lulc.zarr")
+    np.testing.assert_array_equal(stored.LULC.values, expected.LULC.values)
+    np.testing.assert_allclose(stored.LULC_probability.values, expected.LULC_probability.values, atol=1e-5, rtol=0)
+    loads = client.run(lambda: dict(runtime.loads))
+    assert all(counts.get("tokenizer LULC") == 1 for counts in loads.values())
