@@ -46,8 +46,8 @@ class Reference:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd="/tmp",
         )
 
-    def time(self, variant: str, batch: int, precision: str, repetitions: int) -> Timing:
-        request = {"variant": variant, "batch": batch, "precision": precision, "repetitions": repetitions}
+    def time(self, variant: str, batch: int, precision: str, repetitions: int, kind: str = "encode") -> Timing:
+        request = {"kind": kind, "variant": variant, "batch": batch, "precision": precision, "repetitions": repetitions}
         self.process.stdin.write(json.dumps(request) + "\n")
         self.process.stdin.flush()
         line = self.process.stdout.readline()

@@ -44,6 +44,7 @@ class Tiles:
     nodata: tuple[tuple[float | None, ...], ...]
     tiling: Tiling
     batch_size: int
+    coords: bool = False  # also give every tile its centre's longitude and latitude (the coords modality)
 
     @property
     def tile(self) -> int:  # tokens per tile side
@@ -74,7 +75,8 @@ def check_model(model) -> None:
 
 
 def plan(cube, model: TerraMindModel, modalities=None, *, tile_size=None, overlap=32, chunks=None,
-         batch_size=None, inputs: list[ModalityInput] | None = None, grid: PixelGrid | None = None) -> Plan:
+         batch_size=None, coords: bool = False, inputs: list[ModalityInput] | None = None,
+         grid: PixelGrid | None = None) -> Plan:
     """Resolve the cube's modalities and lay tiles and regions over its pixel grid."""
     check_model(model)
     inputs = resolve(cube, modalities) if inputs is None else inputs
@@ -83,7 +85,10 @@ def plan(cube, model: TerraMindModel, modalities=None, *, tile_size=None, overla
     batch = DEFAULT_BATCH.get(model.device.type, 8) if batch_size is None else batch_size
     if batch < 1:
         raise InputError(f"batch_size must be at least 1, got {batch}")
-    tiles = Tiles(tuple(item.spec.name for item in inputs), tuple(item.nodata for item in inputs), tiling, batch)
+    if coords:
+        model.coords_tokenizer()  # fail now, not in a worker, when the vocabulary is missing
+    tiles = Tiles(tuple(item.spec.name for item in inputs), tuple(item.nodata for item in inputs), tiling, batch,
+                  bool(coords))
     return Plan(inputs, tiles, default_chunk(tiling) if chunks is None else chunks, inputs[0].data.sizes.get("time"))
 
 
@@ -223,8 +228,28 @@ def standardized_batches(model: TerraMindModel, windows, valid: np.ndarray, refs
     pixels = [torch.from_numpy(np.ascontiguousarray(window)) for window in windows]
     mask = None if valid.all() else torch.from_numpy(valid)
     for batch in batches(refs, tiles.batch_size):
-        yield batch, {name: _tile_batch(model, name, window, mask, batch, tiles)
-                      for name, window in zip(tiles.modalities, pixels, strict=True)}
+        inputs = {name: _tile_batch(model, name, window, mask, batch, tiles)
+                  for name, window in zip(tiles.modalities, pixels, strict=True)}
+        if tiles.coords:
+            inputs["coords"] = model.tokenize_coords(tile_centres(tiles.tiling, [ref.origin for ref in batch]))
+        yield batch, inputs
+
+
+def tile_centres(tiling: Tiling, origins) -> np.ndarray:
+    """``(B, 2)`` longitude and latitude of the centres of the tiles at these lattice origins (tokens)."""
+    centre = (np.asarray(origins, dtype=np.float64) * tiling.patch + tiling.tile_size / 2)  # (row, col) pixels
+    transform = tiling.grid.transform
+    x = transform.c + transform.a * centre[:, 1]
+    y = transform.f + transform.e * centre[:, 0]
+    lon, lat = _to_lonlat(tiling.grid.crs).transform(x, y)
+    return np.stack([lon, lat], axis=1)
+
+
+@functools.cache
+def _to_lonlat(crs: str):
+    from pyproj import Transformer
+
+    return Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
 
 
 def _tile_batch(model: TerraMindModel, name: str, window: torch.Tensor, mask, batch, tiles: Tiles) -> torch.Tensor:
@@ -278,6 +303,7 @@ def embed(
     merge: str = "mean",
     tim: Sequence[str] | None = None,
     seed: int = 0,
+    coords: bool = False,
     tile_size: int | None = None,
     overlap: int = 32,
     chunks: int | None = None,
@@ -290,7 +316,8 @@ def embed(
     depth = model.config.encoder_depth
     if not -depth <= layer < depth:
         raise InputError(f"layer {layer} does not exist: {model.name} has {depth} encoder layers")
-    work = plan(cube, model, modalities, tile_size=tile_size, overlap=overlap, chunks=chunks, batch_size=batch_size)
+    work = plan(cube, model, modalities, tile_size=tile_size, overlap=overlap, chunks=chunks, batch_size=batch_size,
+                coords=coords)
     check_in_memory_validity(work.inputs)
     thinking = tuple(token_spec(name).name for name in (tim or ()))
     grids = len(work.inputs) + len(thinking)
@@ -301,7 +328,7 @@ def embed(
     dims = ("time",) * (work.times is not None) + ("embedding", "y", "x")
     result = xr.DataArray(data, dims=dims, coords={"embedding": np.arange(job.features), **time_coords(work)},
                           name="embeddings")
-    result.attrs = provenance(model, work.tiles.modalities + thinking, seed if thinking else None, work)
+    result.attrs = provenance(model, work.tiles.modalities + ("coords",) * coords + thinking, seed if thinking else None, work)
     result.attrs |= {"product": "embeddings", "layer": layer, "merge": merge}
     if thinking:
         result.attrs["tim"] = list(thinking)

@@ -142,11 +142,13 @@ def generate(
     chunks: int | None = None,
     batch_size: int | None = None,
     blend: bool = True,
+    coords: bool = False,
 ) -> xr.Dataset:
     """Lazily generate ``targets`` from the cube: a Dataset on the input's pixel grid (see the accessor)."""
     check_model(model)
     specs = _targets(targets)
-    work = plan(cube, model, modalities, tile_size=tile_size, overlap=overlap, chunks=chunks, batch_size=batch_size)
+    work = plan(cube, model, modalities, tile_size=tile_size, overlap=overlap, chunks=chunks, batch_size=batch_size,
+                coords=coords)
     taken = {resolve_modality(name).name for name in work.tiles.modalities}
     clash = [spec.name for spec in specs if spec.name.removeprefix("tok_") in taken]
     if clash:
@@ -156,7 +158,8 @@ def generate(
     job = PixelJob(work.tiles, tuple(spec.name for spec in specs), sampling, int(seed), bool(blend))
     arrays = lazy_blocks(work, _bind(generate_region, job=job, model=model), _outputs(specs), cover=True,
                          scale=work.tiling.patch)
-    attrs = provenance(model, work.tiles.modalities, seed, work) | _sampling_attrs(sampling) | {"blend": int(blend)}
+    attrs = provenance(model, work.tiles.modalities + ("coords",) * coords, seed, work) | _sampling_attrs(sampling)
+    attrs["blend"] = int(blend)
     attrs["tokenizers"] = {spec.name.removeprefix("tok_"): model.tokenizer_weights_id(spec.name) for spec in specs}
     return _pixel_dataset(arrays, work, work.tiling.grid, specs, attrs)
 

@@ -18,6 +18,7 @@ import torch
 
 from .. import runtime
 from ..errors import InputError, UnknownModalityError
+from .coords import CoordsTokenizer, CoordsVocabulary
 from .generation import Sampling, decode_targets, sample_targets
 from .registry import ModelConfig, TokenizerConfig, get_config, resolve_modality, token_spec, tokenizer_config
 from .terramind import TerraMind
@@ -145,8 +146,30 @@ class TerraMindModel:
                 self._tokenizers[config.name] = self._build_tokenizer(config)
             return self._tokenizers[config.name][0]
 
+    def coords_tokenizer(self) -> CoordsTokenizer:
+        """The coordinates vocabulary: the file given as ``tokenizers={"coords": path}``, else the official
+        ``config.json`` (``$XTERRAMIND_WEIGHTS_DIR``, the Hugging Face cache, then the hub)."""
+        with self._lock:
+            if "coords" not in self._tokenizers:
+                path = dict(self.recipe.tokenizers).get("coords") or locate_official(CoordsVocabulary())
+                tokenizer = CoordsTokenizer(path)
+                runtime.loads["tokenizer coords"] += 1
+                self._tokenizers["coords"] = (tokenizer, file_sha256(path))
+            return self._tokenizers["coords"][0]
+
+    def tokenize_coords(self, lonlat) -> torch.Tensor:
+        """``(B, 2)`` longitude/latitude in degrees -> token ids ``(B, L)`` for the ``coords`` input.
+
+        Example:
+            >>> model.encode({"S2L2A": x, "coords": model.tokenize_coords([[-75.8, 37.6]])})
+        """
+        return self.coords_tokenizer().encode(lonlat).to(self.device)
+
     def tokenizer_weights_id(self, modality: str) -> str:
-        """``"random"`` or the sha256 of the tokenizer's checkpoint file."""
+        """``"random"`` or the sha256 of the tokenizer's checkpoint (or, for coords, vocabulary) file."""
+        if modality == "coords":
+            self.coords_tokenizer()
+            return self._tokenizers["coords"][1]
         self.tokenizer(modality)
         return self._tokenizers[tokenizer_config(modality, self.config.tokenizers).name][1]
 
@@ -291,8 +314,9 @@ def load_model(
         device: ``"auto"`` (a CUDA GPU if present, else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
         precision: ``"auto"`` (bf16 on GPUs that support it, else fp32), ``"fp32"``, ``"bf16"``, ``"fp16"``.
         seed: the seed of ``weights="random"``.
-        tokenizers: tokenizer files by modality (``{"LULC": "TerraMind_Tokenizer_LULC.pt"}``) for the
-            ones not to take from the weights policy; tokenizers load when first needed.
+        tokenizers: tokenizer files by modality (``{"LULC": "TerraMind_Tokenizer_LULC.pt"}``, and
+            ``"coords"`` for the coordinates vocabulary ``config.json``) for the ones not to take from the
+            weights policy; tokenizers load when first needed.
 
     Example:
         >>> model = xterramind.load_model("terramind_v1_base")            # official weights
@@ -302,7 +326,8 @@ def load_model(
         raise InputError(f"weights must be 'auto', 'random' or a file path, got {type(weights).__name__}")
     weights = weights if weights in ("auto", "random") else str(Path(weights).expanduser().resolve())
     overrides = tuple(sorted(
-        (tokenizer_config(modality, get_config(name).tokenizers).name, str(Path(path).expanduser().resolve()))
+        ("coords" if modality == "coords" else tokenizer_config(modality, get_config(name).tokenizers).name,
+         str(Path(path).expanduser().resolve()))
         for modality, path in (tokenizers or {}).items()
     ))
     recipe = Recipe(get_config(name).name, weights, str(device), precision, int(seed), overrides)

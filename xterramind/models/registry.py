@@ -118,8 +118,10 @@ def token_spec(name: str) -> ModalitySpec:
             spec = resolve_modality(f"tok_{spec.name}")
         except UnknownModalityError:
             spec = None
+    targets = [s.name.removeprefix("tok_") for s in _SPECS if s.kind == "tokens"]
+    if spec is not None and spec.kind == "sequence":
+        raise UnknownModalityError(f"{spec.name} is an input only here (a location, not a raster); targets are {targets}")
     if spec is None or spec.kind != "tokens":
-        targets = [s.name.removeprefix("tok_") for s in _SPECS if s.kind == "tokens"]
         raise UnknownModalityError(f"{name} cannot be generated; generation targets are {targets}")
     return spec
 
