@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.timing import measure  # noqa: E402
+from benchmarks.timing import measure
 
 
 def _registries():

@@ -9,6 +9,12 @@ Start here:
     >>> model = xterramind.load_model("terramind_v1_tiny", weights="random")   # offline, untrained
     >>> tokens = model.encode({"S2L2A": model.normalize("S2L2A", pixels)})   # (B, 196, 192)
 
+On xarray cubes (any georeferenced Dataset or DataArray with y/x dims and band names):
+
+    >>> cube = xterramind.open_sample()
+    >>> cube.terramind.embed(model).terramind.to_zarr("embeddings.zarr")
+    >>> cube.terramind.generate("LULC", model, seed=42).terramind.to_zarr("lulc.zarr")
+
 Errors raised on purpose are subclasses of :class:`xterramind.errors.XterramindError`.
 """
 
@@ -22,6 +28,7 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 from . import accessor  # noqa: F401  (registers the .terramind accessor)
 from .data import open_sample
 from .errors import XterramindError
+from .generate import LULC_CLASSES
 from .models import TerraMindModel, list_models, load_model
 
-__all__ = ["TerraMindModel", "XterramindError", "__version__", "list_models", "load_model", "open_sample"]
+__all__ = ["LULC_CLASSES", "TerraMindModel", "XterramindError", "__version__", "list_models", "load_model", "open_sample"]

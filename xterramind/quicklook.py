@@ -8,6 +8,11 @@ import numpy as np
 
 FIT_SAMPLES = 100_000  # principal axes are fitted on at most this many cells
 
+# The usual land-cover colours (Esri 10 m land cover) for TerraMind's classes 0..9; no data is black.
+LULC_COLOURS = np.array([
+    (0, 0, 0), (65, 155, 223), (57, 125, 73), (122, 135, 198), (228, 150, 53), (196, 40, 27), (165, 155, 143),
+    (168, 235, 255), (97, 97, 97), (227, 226, 195)], dtype=np.uint8)
+
 
 def principal_rgb(embeddings: np.ndarray, seed: int = 0) -> np.ndarray:
     """``(D, H, W)`` embeddings -> ``(H, W, 3)`` uint8: the first three principal components, each
@@ -36,6 +41,11 @@ def true_colour(red: np.ndarray, green: np.ndarray, blue: np.ndarray) -> np.ndar
     rgb = np.zeros_like(stacked, dtype=np.uint8)
     rgb[valid] = _stretch(stacked[valid])
     return rgb.reshape(*red.shape, 3)
+
+
+def lulc_rgb(classes: np.ndarray) -> np.ndarray:
+    """Class ids 0..9 ``(H, W)`` -> ``(H, W, 3)`` uint8 in the usual land-cover colours."""
+    return LULC_COLOURS[np.clip(np.asarray(classes), 0, len(LULC_COLOURS) - 1)]
 
 
 def _stretch(values: np.ndarray) -> np.ndarray:
