@@ -21,6 +21,7 @@ from .engine import (
     Plan,
     Tiles,
     _bind,
+    batches,
     check_in_memory_validity,
     check_model,
     crop_to_region,
@@ -52,6 +53,15 @@ def _pixel_spec(token: ModalitySpec) -> tuple[str, tuple[str, ...]]:
     name = token.name.removeprefix("tok_")
     raw = next((spec for spec in MODALITIES.values() if spec.name == name and spec.kind == "image"), None)
     return name, raw.bands if raw else (name,)
+
+
+def _channels(targets: Sequence[str]) -> dict[str, int]:
+    """What a tile's decoded output holds per target: class probabilities for LULC, else the bands."""
+    channels = {}
+    for target in targets:
+        name, bands = _pixel_spec(resolve_modality(target))
+        channels[name] = len(LULC_CLASSES) if name == "LULC" else len(bands)
+    return channels
 
 
 def _outputs(targets: Sequence[ModalitySpec]) -> dict[str, tuple]:
@@ -191,9 +201,7 @@ def _sampling_attrs(sampling: Sampling) -> dict:
 def generate_region(*windows: np.ndarray, region: Region, job: PixelJob, model: TerraMindModel) -> dict[str, np.ndarray]:
     """Generate one region's pixels from its input windows."""
     tiles, s = job.tiles, job.sampling
-    channels = {name: len(LULC_CLASSES) if name == "LULC" else len(bands)
-                for name, bands in (_pixel_spec(resolve_modality(t)) for t in job.targets)}
-    blend = _Blend(region, tiles, channels, job.blend)
+    blend = _Blend(region, tiles, _channels(job.targets), job.blend)
     valid = valid_pixels(windows, tiles.nodata)
     if valid.any():
         refs = tiles_with_data(region, valid, tiles)
@@ -313,12 +321,12 @@ def detokenize_region(window: np.ndarray, *, region: Region, job: PixelJob, mode
     """Decode one region's pixels from its token window ``(1, h, w)``."""
     tiles, p = job.tiles, job.tiles.patch
     name, _ = _pixel_spec(resolve_modality(job.targets[0]))
-    blend = _Blend(region, tiles, {name: len(LULC_CLASSES) if name == "LULC" else tokenizer_channels(model, name)})
+    blend = _Blend(region, tiles, _channels(job.targets))
     ids = torch.from_numpy(np.ascontiguousarray(window[0])).long()
     valid = np.repeat(np.repeat((window[0] >= 0), p, axis=0), p, axis=1)
     if valid.any():
         refs = tiles_with_data(region, valid, tiles)
-        for batch in (refs[i : i + tiles.batch_size] for i in range(0, len(refs), tiles.batch_size)):
+        for batch in batches(refs, tiles.batch_size):
             grids = torch.stack([ids[y : y + tiles.tile, x : x + tiles.tile] for y, x in (r.window_origin for r in batch)])
             seeds = [tile_seed(job.seed, *ref.origin) for ref in batch]
             decoded = _as_product(name, model.detokenize(name, grids.clamp(min=0), seeds=seeds,
@@ -327,6 +335,3 @@ def detokenize_region(window: np.ndarray, *, region: Region, job: PixelJob, mode
                 blend.add(ref, {name: decoded[b]})
     return _finish(model, *blend.result(crop_to_region(valid, region, p)))
 
-
-def tokenizer_channels(model: TerraMindModel, name: str) -> int:
-    return model.tokenizer(name).config.channels
