@@ -15,6 +15,10 @@ On xarray cubes (any georeferenced Dataset or DataArray with y/x dims and band n
     >>> cube.terramind.embed(model).terramind.to_zarr("embeddings.zarr")
     >>> cube.terramind.generate("LULC", model, seed=42).terramind.to_zarr("lulc.zarr")
 
+From STAC items (Earth Search, Planetary Computer, a static catalogue), one aligned, lazy cube:
+
+    >>> cube = xterramind.stac.load(search, ["S2L2A", "S1GRD", "DEM"], bbox=area, time="2024-07-01/2024-07-31")
+
 Errors raised on purpose are subclasses of :class:`xterramind.errors.XterramindError`.
 """
 
@@ -25,7 +29,7 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0+unknown"
 
-from . import accessor  # noqa: F401  (registers the .terramind accessor)
+from . import accessor, stac  # noqa: F401  (registers the .terramind accessor; xterramind.stac.load)
 from .data import open_sample
 from .errors import XterramindError
 from .generate import LULC_CLASSES

@@ -28,7 +28,7 @@ import xarray as xr
 from . import __version__
 from .errors import InputError
 from .grid import PixelGrid, Region, Tiling, default_chunk, regions
-from .modalities import ModalityInput, grid_of, resolve
+from .modalities import ModalityInput, check_units, grid_of, resolve
 from .models.generation import Sampling, tile_seed
 from .models.handle import TerraMindModel
 from .models.registry import token_spec
@@ -161,8 +161,12 @@ def provenance(model: TerraMindModel, modalities, seed, plan: Plan | None = None
 
 
 def check_in_memory_validity(inputs: list[ModalityInput]) -> None:
-    """All-nodata input is caught at once when it is already in memory (dask inputs are never read here)."""
-    if any(isinstance(item.data.data, da.Array) for item in inputs):
+    """All-nodata input and wrong units are caught at once when the data is already in memory (dask
+    inputs are never read here: region tasks check their own windows)."""
+    in_memory = [item for item in inputs if not isinstance(item.data.data, da.Array)]
+    for item in in_memory:
+        check_units(item.spec.name, np.asarray(item.data.data))
+    if len(in_memory) < len(inputs):
         return
     if not valid_pixels([np.asarray(item.data.data) for item in inputs], [item.nodata for item in inputs]).any():
         raise InputError("the input has no valid pixel: every value is NaN or its band's nodata value")
@@ -225,6 +229,8 @@ def batches(items: Sequence, size: int):
 
 def standardized_batches(model: TerraMindModel, windows, valid: np.ndarray, refs: list[TileRef], tiles: Tiles):
     """Yield ``(refs, inputs)``: each batch of tiles and its standardized inputs on the model's device."""
+    for name, window in zip(tiles.modalities, windows, strict=True):
+        check_units(name, window)
     pixels = [torch.from_numpy(np.ascontiguousarray(window)) for window in windows]
     mask = None if valid.all() else torch.from_numpy(valid)
     for batch in batches(refs, tiles.batch_size):

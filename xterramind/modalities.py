@@ -185,6 +185,8 @@ def _requests(cube, modalities):
                 continue
             bands, missing = _find(cube, spec)
             if not missing:
+                if name == "S1GRD" and _marked(cube, bands, "S1RTC"):  # stac.load marks terrain-corrected data
+                    spec = resolve_modality("S1RTC")
                 found.append((spec, cube, None))
             elif bands and name in ("S2L2A", "S1GRD"):
                 raise InputError(
@@ -217,6 +219,11 @@ def _requests(cube, modalities):
     return requests
 
 
+def _marked(cube, bands, modality: str) -> bool:
+    """Whether the cube's variables for ``bands`` say they hold ``modality`` (``attrs["modality"]``)."""
+    return isinstance(cube, xr.Dataset) and all(cube[b].attrs.get("modality") == modality for b in bands)
+
+
 def _image_spec(name: str) -> ModalitySpec:
     spec = resolve_modality(name)
     if spec.kind != "image":
@@ -225,6 +232,22 @@ def _image_spec(name: str) -> ModalitySpec:
             f"{[s.name for s in MODALITIES.values() if s.kind == 'image']}"
         )
     return spec
+
+
+def check_units(name: str, values: np.ndarray) -> None:
+    """Catch the unit mistakes that can be seen in the data: Sentinel-1 in linear power instead of dB.
+
+    Backscatter in dB is negative almost everywhere (VH always); linear power and amplitude never are.
+    A window of many valid values none of which is negative is taken for linear data.
+    """
+    if name not in ("S1GRD", "S1RTC"):
+        return
+    finite = values[np.isfinite(values)] if np.issubdtype(values.dtype, np.floating) else values.ravel()
+    if finite.size >= 100 and finite.min() >= 0:
+        raise InputError(
+            f"{name} values are all >= 0 (median {float(np.median(finite)):.3g}): that is linear backscatter, but "
+            f"TerraMind expects dB. Convert with 10 * np.log10(x) (xterramind.stac.load does it for STAC items)"
+        )
 
 
 def grid_of(data: xr.DataArray, what: str) -> PixelGrid:
