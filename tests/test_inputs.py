@@ -79,3 +79,17 @@ def test_small_cubes_run_with_a_smaller_tile(cube, micro):
     small = cube.isel(y=slice(0, 160), x=slice(0, 160))
     result = small.terramind.embed(micro, tile_size=160)
     assert result.shape == (64, 10, 10) and np.isfinite(result.values).all()
+
+
+def test_linear_sentinel1_is_taken_for_what_it_is(cube, micro):
+    linear = xr.DataArray(
+        np.random.default_rng(1).uniform(0.01, 0.2, (2, 480, 480)).astype("float32"),
+        coords={"band": ["vv", "vh"], "y": cube.y, "x": cube.x}, dims=("band", "y", "x"),
+    ).rio.write_crs(cube.rio.crs)
+    with pytest.raises(InputError, match=r"linear backscatter.*10 \* np\.log10"):  # in memory: at once
+        cube.terramind.embed(micro, modalities={"S2L1C": None, "S1GRD": linear})
+    lazy = cube.terramind.embed(micro, modalities={"S2L1C": None, "S1GRD": linear.chunk({"y": 240, "x": 240})})
+    with pytest.raises(InputError, match="linear backscatter"):  # lazy: when the region reads it
+        _ = lazy.values
+    decibels = 10 * np.log10(linear)
+    assert np.isfinite(cube.terramind.embed(micro, modalities={"S2L1C": None, "S1GRD": decibels}).values).all()

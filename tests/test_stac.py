@@ -1,0 +1,242 @@
+"""STAC in, aligned cubes out: a static local catalogue over the real fixture COGs, no network at all."""
+
+import socket
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pystac
+import pytest
+import rasterio
+import xarray as xr
+from pyproj import Transformer
+from pystac.extensions.projection import ProjectionExtension
+from pystac.extensions.raster import RasterBand, RasterExtension
+from rasterio.transform import from_origin
+
+import xterramind
+from xterramind import stac
+from xterramind.errors import InputError
+
+FIXTURES = Path(__file__).parent / "data" / "s2l1c_virginia"
+L2A_NAMES = {"B01": "coastal", "B02": "blue", "B03": "green", "B04": "red", "B05": "rededge1", "B06": "rededge2",
+             "B07": "rededge3", "B08": "nir", "B8A": "nir08", "B09": "nir09", "B11": "swir16", "B12": "swir22"}
+EPSG = 32618
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Any attempt to open a network connection fails the test."""
+
+    def refuse(self, address, *args):
+        raise AssertionError(f"a socket tried to connect to {address}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+def _lonlat_bbox(bounds):
+    """The lon/lat envelope of a UTM rectangle (all four corners: the grid is rotated against lon/lat)."""
+    to_lonlat = Transformer.from_crs(EPSG, 4326, always_xy=True)
+    lons, lats = to_lonlat.transform([bounds.left, bounds.left, bounds.right, bounds.right],
+                                     [bounds.bottom, bounds.top, bounds.bottom, bounds.top])
+    return [min(lons), min(lats), max(lons), max(lats)]
+
+
+def _item(item_id, files: dict[str, Path], when: datetime, properties=None, projection=True, bbox=None):
+    """A STAC item over real COGs, with per-asset projection and raster metadata as public catalogues have."""
+    if bbox is None:
+        with rasterio.open(next(iter(files.values()))) as first:
+            bbox = _lonlat_bbox(first.bounds)
+    west, south, east, north = bbox
+    footprint = {"type": "Polygon", "coordinates": [[[west, south], [east, south], [east, north], [west, north], [west, south]]]}
+    item = pystac.Item(item_id, footprint, bbox, when, properties=dict(properties or {}))
+    if projection:
+        ProjectionExtension.ext(item, add_if_missing=True).code = f"EPSG:{EPSG}"
+    for key, path in files.items():
+        asset = pystac.Asset(href=str(path), media_type=pystac.MediaType.COG, roles=["data"])
+        item.add_asset(key, asset)
+        with rasterio.open(path) as source:
+            if projection:
+                projected = ProjectionExtension.ext(asset)
+                projected.shape, projected.transform = [source.height, source.width], list(source.transform)[:6]
+            RasterExtension.ext(asset, add_if_missing=True).bands = [
+                RasterBand.create(nodata=source.nodata, data_type=str(source.dtypes[0]))]
+    return item
+
+
+def _catalogue(tmp_path, items) -> Path:
+    catalogue = pystac.Catalog("test", "offline test catalogue")
+    catalogue.add_items(items)
+    catalogue.normalize_hrefs(str(tmp_path / "stac"))
+    catalogue.save(pystac.CatalogType.SELF_CONTAINED)
+    return tmp_path / "stac" / "catalog.json"
+
+
+def _write(path: Path, data: np.ndarray, transform, crs=EPSG, nodata=None):
+    profile = {"driver": "GTiff", "height": data.shape[-2], "width": data.shape[-1], "count": 1, "dtype": data.dtype,
+               "crs": f"EPSG:{crs}", "transform": transform, "nodata": nodata, "tiled": True, "blockxsize": 256,
+               "blockysize": 256}
+    with rasterio.open(path, "w", **profile) as sink:
+        sink.write(data, 1)
+    return path
+
+
+def _l1c_files():
+    return {path.stem: path for path in sorted(FIXTURES.glob("*.tif"))}
+
+
+def _scl(tmp_path) -> Path:
+    """A scene classification at 20 m: vegetation (4), with a cloud (9) and its shadow (3)."""
+    scl = np.full((240, 240), 4, dtype=np.uint8)
+    scl[20:60, 100:160], scl[70:90, 100:160] = 9, 3
+    return _write(tmp_path / "SCL.tif", scl, from_origin(442980, 4171980, 20, 20), nodata=0)
+
+
+def _l2a_item(tmp_path, when, baseline="05.00", **properties):
+    files = {L2A_NAMES[band]: path for band, path in _l1c_files().items() if band in L2A_NAMES}
+    files["scl"] = _scl(tmp_path)
+    return _item(f"l2a-{when:%Y%m%d}", files, when, {"s2:processing_baseline": baseline, **properties})
+
+
+def _read(band: str) -> np.ndarray:
+    with rasterio.open(FIXTURES / f"{band}.tif") as source:
+        return source.read(1)
+
+
+JUNE = datetime(2024, 6, 1, 15, 50, tzinfo=UTC)
+
+
+def test_l1c_from_a_static_catalogue_is_pixel_exact(tmp_path):
+    path = _catalogue(tmp_path, [_item("l1c", _l1c_files(), JUNE, {"s2:processing_baseline": "02.04"})])
+    cube = stac.load(path, ["S2L1C"])
+    assert set(cube.data_vars) == {f"B{n:02d}" for n in range(1, 13)} | {"B8A"}
+    assert cube.rio.crs.to_epsg() == EPSG and cube.rio.transform() == from_origin(442980, 4171980, 10, 10)
+    assert isinstance(cube["B02"].data, __import__("dask").array.Array)
+    for band in ("B02", "B03", "B04", "B08"):  # 10 m: byte-identical
+        np.testing.assert_array_equal(cube[band].values, _read(band))
+    np.testing.assert_array_equal(cube["B11"].values, _read("B11").repeat(2, 0).repeat(2, 1))  # 20 m: nearest
+    np.testing.assert_array_equal(cube["B10"].values, _read("B10").repeat(6, 0).repeat(6, 1))  # 60 m: nearest
+    assert cube.terramind.embed(xterramind.load_model("terramind_micro", weights="random")).attrs["modalities"] == ["S2L1C"]
+
+
+def test_l2a_offset_is_removed_and_clouds_are_masked(tmp_path):
+    path = _catalogue(tmp_path, [_l2a_item(tmp_path, JUNE)])
+    cube = stac.load(path, ["S2L2A"])
+    raw = _read("B02").astype(np.int64)
+    blue = cube["B02"].values.astype(np.int64)
+    clear = np.ones((480, 480), bool)
+    clear[40:120, 200:320] = clear[140:180, 200:320] = False  # the cloud and its shadow, at 10 m
+    np.testing.assert_array_equal(blue[clear], np.maximum(raw[clear] - 1000, 1))
+    assert (blue[~clear] == 0).all() and blue[clear].min() >= 1
+    model = xterramind.load_model("terramind_micro", weights="random")
+    embeddings = cube.terramind.embed(model).values
+    assert np.isnan(embeddings[:, 3:7, 13:19]).all() and np.isfinite(embeddings[:, 20:, :]).all()
+
+
+def test_providers_that_removed_the_offset_and_old_baselines_are_left_alone(tmp_path):
+    items = [_l2a_item(tmp_path, JUNE, "05.00", **{"earthsearch:boa_offset_applied": True}),
+             _l2a_item(tmp_path, datetime(2021, 6, 1, 15, 50, tzinfo=UTC), "03.00")]
+    cube = stac.load(_catalogue(tmp_path, items), ["S2L2A"], mask_clouds=False)
+    assert cube.sizes["time"] == 2
+    for t in range(2):
+        np.testing.assert_array_equal(cube["B02"].isel(time=t).values, _read("B02"))
+
+
+def test_time_selection_and_a_cloud_masked_median(tmp_path):
+    cloudy = _l2a_item(tmp_path, JUNE)
+    clear = _l2a_item(tmp_path, datetime(2024, 6, 11, 15, 50, tzinfo=UTC))
+    clear.assets["scl"].href = str(_write(tmp_path / "SCL_clear.tif", np.full((240, 240), 4, np.uint8),
+                                         from_origin(442980, 4171980, 20, 20), nodata=0))
+    path = _catalogue(tmp_path, [cloudy, clear])
+    single = stac.load(path, ["S2L2A"], time="2024-06-11")
+    assert "time" not in single.dims
+    median = stac.load(path, ["S2L2A"], time="2024-06-01/2024-06-30", composite="median")
+    assert "time" not in median.dims and median["B02"].dtype == np.float32
+    expected = np.maximum(_read("B02").astype(np.float32) - 1000, 1)
+    np.testing.assert_array_equal(median["B02"].values[50, 250], expected[50, 250])  # only the clear date counts
+    np.testing.assert_array_equal(median["B02"].values[300, 300], expected[300, 300])
+    with pytest.raises(InputError, match="no items in 2023"):
+        stac.load(path, ["S2L2A"], time="2023-01-01/2023-02-01")
+
+
+def _s1_item(tmp_path, values, when=JUNE):
+    files = {}
+    for band, value in (("vv", values), ("vh", values / 5)):
+        files[band] = _write(tmp_path / f"{band}.tif", value.astype(np.float32), from_origin(442980, 4171980, 10, 10))
+    return _item("s1", files, when, {"sar:instrument_mode": "IW"})
+
+
+def test_sentinel1_linear_power_becomes_db_and_db_input_is_caught(tmp_path):
+    linear = np.full((480, 480), 0.05, dtype=np.float32)
+    linear[:10] = 0  # nodata
+    s2 = _item("l1c", _l1c_files(), JUNE)
+    path = _catalogue(tmp_path, [s2, _s1_item(tmp_path, linear)])
+    cube = stac.load(path, ["S2L1C", "S1GRD"])
+    vv = cube["VV"].values
+    np.testing.assert_allclose(vv[10:], 10 * np.log10(0.05), rtol=1e-6)
+    assert np.isnan(vv[:10]).all() and cube["VV"].attrs["units"] == "dB"
+    assert cube.terramind.embed(xterramind.load_model("terramind_micro", weights="random")).attrs["modalities"] == ["S2L1C", "S1GRD"]
+    rtc = stac.load(path, ["S1RTC"])
+    assert rtc.terramind.embed(xterramind.load_model("terramind_micro", weights="random")).attrs["modalities"] == ["S1RTC"]
+    decibels = tmp_path / "db"
+    decibels.mkdir()
+    db_path = _catalogue(decibels, [_s1_item(decibels, np.full((480, 480), -12.0))])
+    with pytest.raises(InputError, match="look like dB already"):
+        _ = stac.load(db_path, ["S1GRD"])["VV"].values
+
+
+def test_dem_is_resampled_onto_the_grid(tmp_path):
+    """A DEM in degrees (as Copernicus DEM), a plane rising to the east: bilinear onto the 10 m UTM grid."""
+    west, south, east, north = _lonlat_bbox(rasterio.open(FIXTURES / "B02.tif").bounds)
+    step = 1 / 3600
+    columns = int((east - west) / step) + 4
+    rows = int((north - south) / step) + 4
+    plane = np.tile((np.arange(columns) * 0.5).astype(np.float32), (rows, 1))
+    dem = _write(tmp_path / "dem.tif", plane, from_origin(west - step, north + step, step, step), crs=4326, nodata=-9999)
+    item = _item("dem", {"data": dem}, JUNE, projection=False, bbox=[west - step, south - 3 * step, east + 3 * step, north + step])
+    ProjectionExtension.ext(item, add_if_missing=True).code = "EPSG:4326"
+    path = _catalogue(tmp_path, [_item("l1c", _l1c_files(), JUNE), item])
+    cube = stac.load(path, ["S2L1C", "DEM"])
+    heights = cube["DEM"].values
+    assert heights.shape == (480, 480) and np.isfinite(heights).all()
+    assert (np.diff(heights.mean(axis=0)) > 0).all()  # rises eastwards everywhere
+    assert cube.terramind.embed(xterramind.load_model("terramind_micro", weights="random")).attrs["modalities"] == ["S2L1C", "DEM"]
+
+
+def test_embed_and_generate_write_georeferenced_stores(tmp_path):
+    cube = stac.load(_catalogue(tmp_path, [_l2a_item(tmp_path, JUNE)]), ["S2L2A"])
+    model = xterramind.load_model("terramind_micro", weights="random")
+    cube.terramind.embed(model).terramind.to_zarr(tmp_path / "emb.zarr")
+    cube.terramind.generate("LULC", model, seed=1).terramind.to_zarr(tmp_path / "lulc.zarr")
+    for store in ("emb.zarr", "lulc.zarr"):
+        assert xr.open_zarr(tmp_path / store, decode_coords="all").rio.crs.to_epsg() == EPSG
+
+
+def test_bad_requests_get_clear_errors(tmp_path):
+    l1c = _item("l1c", _l1c_files(), JUNE)
+    path = _catalogue(tmp_path, [l1c])
+    with pytest.raises(InputError, match="no STAC items"):
+        stac.load([], ["S2L2A"])
+    with pytest.raises(InputError, match="lacks"):
+        stac.load(path, ["S1GRD"])
+    without_swir = _item("partial", {k: v for k, v in _l1c_files().items() if k != "B12"}, JUNE)
+    with pytest.raises(InputError, match=r"lacks \['B12'\]"):
+        stac.load([without_swir], ["S2L1C"])
+    unprojected = _item("bare", _l1c_files(), JUNE, projection=False)
+    with pytest.raises(InputError, match="projection extension"):
+        stac.load([unprojected], ["S2L1C"])
+    with pytest.raises(InputError, match=r"UTM zones 17\.\.18.*load_by_zone"):
+        stac.load(path, ["S2L1C"], bbox=(-79.0, 37.5, -77.0, 37.8))
+    no_scl = _item("l2a", {L2A_NAMES[band]: file for band, file in _l1c_files().items() if band in L2A_NAMES}, JUNE)
+    with pytest.raises(InputError, match="SCL"):
+        stac.load([no_scl], ["S2L2A"])
+    with pytest.raises(InputError, match="not RGB"):
+        stac.load(path, ["RGB"])
+
+
+def test_one_cube_per_utm_zone(tmp_path):
+    path = _catalogue(tmp_path, [_item("l1c", _l1c_files(), JUNE)])
+    west, south, east, north = _lonlat_bbox(rasterio.open(FIXTURES / "B02.tif").bounds)
+    cubes = stac.load_by_zone(path, ["S2L1C"], bbox=(west - 3.5, south, east, north))  # reaches into zone 17
+    assert set(cubes) == {"EPSG:32617", "EPSG:32618"}
+    assert cubes["EPSG:32617"].rio.crs.to_epsg() == 32617 and cubes["EPSG:32618"].rio.crs.to_epsg() == 32618
