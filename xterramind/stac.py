@@ -22,6 +22,7 @@ Sentinel-2's 20 m and 60 m bands, SCL and Sentinel-1 are resampled to the grid b
 (values unchanged, each 20 m pixel becomes 2 x 2); the 10 m bands come back byte-identical.
 ``time`` picks one date or a range; ``composite="median"`` makes a cloud-masked median over the range.
 A request over several UTM zones raises (pass ``crs=``), or use :func:`load_by_zone` for one cube per zone.
+Items in another CRS than the grid (a neighbouring zone's tiles, a DEM in degrees) are reprojected onto it.
 """
 
 from __future__ import annotations
