@@ -1,0 +1,181 @@
+"""Pooled embeddings per cell, written to GeoParquet part by part (never the whole table in memory).
+
+A cell is ``cell`` x ``cell`` pixels (224 by default: one TerraMind tile), a square of tokens of the
+embeddings' token grid anchored at its origin. Each cell's vector is the mean of its valid tokens; its
+row carries the footprint (a polygon in the grid's CRS, clipped to the grid at the far edges), the
+centre's longitude and latitude, the time, the fraction of its tokens that are valid, and the model and
+weights that made it. Cells without any valid token are left out. ``quantize="int8"`` stores each vector
+as int8 with one float32 scale per vector (``vector ~ int8 * scale``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time as clock
+from dataclasses import dataclass
+from pathlib import Path
+
+import dask
+import numpy as np
+import xarray as xr
+
+from .. import progress
+from ..errors import InputError
+from ..grid import PixelGrid
+from ..modalities import grid_of
+
+META = "_export.json"  # "_" keeps it out of the GeoParquet dataset the folder is
+
+
+@dataclass
+class ExportReport:
+    path: str
+    parts: int
+    rows: int
+    seconds: float
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.rows} cells in {self.parts} GeoParquet parts ({self.seconds:.1f} s)"
+
+
+@dataclass(frozen=True)
+class _Cells:
+    """What every part-writing task needs: the token grid, the cell size, provenance, the encoding."""
+
+    grid: PixelGrid
+    size: int  # tokens per cell side
+    quantize: str | None
+    model: str
+    weights: str
+    folder: str
+
+
+def export(embeddings: xr.DataArray, path, *, cell: int = 224, quantize: str | None = None, index: str | None = "auto",
+           overwrite: bool = False, progress_bar: bool | None = None) -> ExportReport:
+    """Pool ``embeddings`` (``(time,) embedding, y, x`` on a token grid) into cells and write them as
+    GeoParquet parts under ``path``, then (unless ``index=None``) build a nearest-neighbour index there."""
+    started = clock.perf_counter()
+    size = _cell_tokens(embeddings, cell)
+    if quantize not in (None, "int8"):
+        raise InputError(f"quantize must be None or 'int8', got {quantize!r}")
+    folder = Path(path)
+    if folder.exists():
+        if not overwrite:
+            raise InputError(f"{folder} exists; pass overwrite=True to replace it, or choose another path")
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    grid = grid_of(embeddings.isel(embedding=0), "the embeddings")
+    job = _Cells(grid, size, quantize, str(embeddings.attrs.get("model", "")), str(embeddings.attrs.get("weights", "")),
+                 str(folder))
+    data = _cell_aligned(embeddings, size)
+    times = data["time"].values if "time" in data.dims else [None]
+    tasks, names = [], []
+    write = dask.delayed(_write_part, pure=False)
+    for t, when in enumerate(times):
+        layer = data.isel(time=t) if when is not None else data
+        offsets_y, offsets_x = np.cumsum((0, *layer.chunks[1])), np.cumsum((0, *layer.chunks[2]))
+        for by in range(len(offsets_y) - 1):
+            for bx in range(len(offsets_x) - 1):
+                name = f"part-{t:04d}-{by:05d}-{bx:05d}.parquet"
+                block = layer.data.blocks[:, by, bx]
+                tasks.append(write(block, origin=(int(offsets_y[by]), int(offsets_x[bx])), when=_iso(when), job=job, name=name))
+                names.append(name)
+    counts = progress.run(tasks, f"exporting {folder.name}", progress_bar)
+    parts = [(name, count) for name, count in zip(names, counts, strict=True) if count]
+    meta = {"cell": cell, "cell_tokens": size, "patch_size": int(embeddings.attrs.get("patch_size", 16)),
+            "crs": grid.crs, "transform": list(grid.transform)[:6], "lonlat_bounds": _lonlat_bounds(grid),
+            "dim": int(embeddings.sizes["embedding"]),
+            "quantize": quantize, "model": job.model, "weights": job.weights, "parts": parts, "rows": sum(counts)}
+    (folder / META).write_text(json.dumps(meta, indent=1))
+    if not meta["rows"]:
+        raise InputError("no cell has a valid token: nothing to export (is the embedding all NaN?)")
+    if index is not None:
+        from .search import open as open_cells
+
+        open_cells(folder).build_index(index)
+    return ExportReport(str(folder), len(parts), meta["rows"], clock.perf_counter() - started)
+
+
+def _cell_tokens(embeddings, cell: int) -> int:
+    if not isinstance(embeddings, xr.DataArray) or "embedding" not in embeddings.dims:
+        raise InputError("export takes the embeddings DataArray from embed() (dims embedding, y, x) or its zarr store")
+    patch = int(embeddings.attrs.get("patch_size", 16))
+    if cell <= 0 or cell % patch:
+        raise InputError(f"cell must be a positive multiple of the {patch}-px token, got {cell}")
+    return cell // patch
+
+
+def _cell_aligned(embeddings: xr.DataArray, size: int) -> xr.DataArray:
+    """The embeddings chunked so that every chunk holds whole cells (about the chunks it had)."""
+    order = [d for d in ("time", "embedding", "y", "x") if d in embeddings.dims]
+    data = embeddings.transpose(*order)
+    if data.chunks is None:
+        data = data.chunk()
+    chunks = {}
+    for dim in ("y", "x"):
+        current = max(data.chunksizes[dim])
+        chunks[dim] = max(size, round(current / size) * size)
+    return data.chunk({"embedding": -1, **({"time": 1} if "time" in data.dims else {}), **chunks})
+
+
+def _lonlat_bounds(grid: PixelGrid) -> list[float]:
+    from pyproj import Transformer
+
+    t = grid.transform
+    xs = [t.c, t.c + t.a * grid.width]
+    ys = [t.f, t.f + t.e * grid.height]
+    lon, lat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(
+        [xs[0], xs[0], xs[1], xs[1]], [ys[0], ys[1], ys[0], ys[1]])
+    return [min(lon), min(lat), max(lon), max(lat)]
+
+
+def _iso(when) -> str | None:
+    return None if when is None else str(np.datetime_as_string(np.datetime64(when, "s")))
+
+
+def _write_part(block: np.ndarray, *, origin: tuple[int, int], when: str | None, job: _Cells, name: str) -> int:
+    """Pool one block of tokens into cells and write them as one GeoParquet file; returns the row count."""
+    import geopandas
+    import shapely
+    from pyproj import Transformer
+
+    features, height, width = block.shape
+    s = job.size
+    rows, cols = -(-height // s), -(-width // s)
+    padded = np.full((features, rows * s, cols * s), np.nan, dtype=np.float32)
+    padded[:, :height, :width] = block
+    cells = padded.reshape(features, rows, s, cols, s).transpose(1, 3, 0, 2, 4).reshape(rows * cols, features, s * s)
+    valid = np.isfinite(cells).all(axis=1)  # (cells, tokens)
+    counts = valid.sum(axis=1)
+    keep = counts > 0
+    if not keep.any():
+        return 0
+    with np.errstate(invalid="ignore"):
+        vectors = np.nansum(np.where(valid[:, None, :], cells, 0), axis=2)[keep] / counts[keep, None]
+    index = np.nonzero(keep)[0]
+    cell_row, cell_col = index // cols + origin[0] // s, index % cols + origin[1] // s
+    t = job.grid.transform
+    y0, x0 = cell_row * s, cell_col * s
+    y1, x1 = np.minimum(y0 + s, job.grid.height), np.minimum(x0 + s, job.grid.width)
+    left, right = t.c + t.a * x0, t.c + t.a * x1
+    top, bottom = t.f + t.e * y0, t.f + t.e * y1
+    footprints = shapely.box(left, np.minimum(top, bottom), right, np.maximum(top, bottom))
+    lon, lat = Transformer.from_crs(job.grid.crs, "EPSG:4326", always_xy=True).transform((left + right) / 2, (top + bottom) / 2)
+    columns = {
+        "cell_id": [f"r{r}c{c}" + (f"t{when}" if when else "") for r, c in zip(cell_row, cell_col, strict=True)],
+        "row": cell_row.astype(np.int64), "col": cell_col.astype(np.int64),
+        "time": [when] * len(index), "lon": lon, "lat": lat,
+        "valid_fraction": (counts[keep] / (s * s)).astype(np.float32),
+        "model": job.model, "weights": job.weights,
+    }
+    if job.quantize == "int8":
+        scale = np.abs(vectors).max(axis=1) / 127.0
+        scale[scale == 0] = 1.0
+        columns["embedding"] = list(np.round(vectors / scale[:, None]).astype(np.int8))
+        columns["scale"] = scale.astype(np.float32)
+    else:
+        columns["embedding"] = list(vectors.astype(np.float32))
+    table = geopandas.GeoDataFrame(columns, geometry=footprints, crs=job.grid.crs)
+    table.to_parquet(Path(job.folder) / name, write_covering_bbox=True, index=False)
+    return len(table)

@@ -1,0 +1,117 @@
+"""Nearest-neighbour indexes over unit vectors (cosine similarity as inner product).
+
+- ``exact``: all vectors in one float32 matrix (``vectors.npy``, memory-mapped); a matrix product per
+  query batch. Right up to about 100,000 vectors.
+- ``ivf``: faiss ``IndexIVFScalarQuantizer`` — an inverted file of ``4 sqrt(n)`` k-means lists, vectors
+  stored as 8-bit scalars (a quarter of float32), a tenth of the lists searched per query (``nprobe``;
+  recall is limited by the lists probed, not by the 8-bit codes: fp16 codes scored the same). Chosen over an
+  HNSW graph (usearch, hnswlib) and IVF-PQ: on 200,000 clustered 768-d vectors it built 9x faster than
+  usearch's int8 HNSW (8.7 s vs 76 s on 2 cores), reached recall@10 0.98 where HNSW int8 reached 0.75, at
+  0.3 ms per query; faiss-cpu is a 25 MB wheel with no dependencies beyond numpy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, MissingDependencyError
+
+EXACT_LIMIT = 100_000
+TRAIN_SAMPLE = 100_000
+
+
+def normalized(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.where(norms > 0, norms, 1.0)
+
+
+def _faiss():
+    try:
+        import faiss
+    except ImportError:
+        raise MissingDependencyError("approximate search needs faiss: pip install 'xterramind[retrieval]'") from None
+    return faiss
+
+
+class VectorIndex:
+    """Built once from batches of vectors, saved beside the export, searched many times."""
+
+    def __init__(self, kind: str, folder: Path, handle, nprobe: int):
+        self.kind, self.folder, self._handle, self.nprobe = kind, Path(folder), handle, nprobe
+
+    @classmethod
+    def build(cls, batches: Callable[[], Iterable[np.ndarray]], count: int, dim: int, folder: Path, kind: str = "auto",
+              nprobe: int | None = None) -> VectorIndex:
+        """``batches()`` yields the vectors in row order (it is called once per pass over the data).
+        ``nprobe``: lists searched per query (``ivf``; default a tenth of them)."""
+        if kind == "auto":
+            kind = "exact" if count <= EXACT_LIMIT else "ivf"
+        if kind not in ("exact", "ivf"):
+            raise InputError(f"index must be 'auto', 'exact' or 'ivf', got {kind!r}")
+        folder = Path(folder)
+        if kind == "exact":
+            matrix = np.lib.format.open_memmap(folder / "_vectors.npy", mode="w+", dtype=np.float32, shape=(count, dim))
+            start = 0
+            for batch in batches():
+                matrix[start : start + len(batch)] = normalized(batch)
+                start += len(batch)
+            matrix.flush()
+            handle = np.load(folder / "_vectors.npy", mmap_mode="r")
+        else:
+            faiss = _faiss()
+            lists = int(min(65536, max(16, 4 * math.sqrt(count))))
+            nprobe = nprobe or max(16, lists // 10)
+            quantizer = faiss.IndexFlatIP(dim)
+            handle = faiss.IndexIVFScalarQuantizer(quantizer, dim, lists, faiss.ScalarQuantizer.QT_8bit,
+                                                   faiss.METRIC_INNER_PRODUCT)
+            handle.train(_sample(batches, count, max(TRAIN_SAMPLE, 40 * lists)))
+            for batch in batches():
+                handle.add(normalized(batch))
+            faiss.write_index(handle, str(folder / "_index.faiss"))
+        (folder / "_index.json").write_text(json.dumps({"kind": kind, "count": count, "dim": dim, "nprobe": nprobe or 0}))
+        return cls(kind, folder, handle, nprobe)
+
+    @property
+    def lists(self) -> int:
+        """Number of k-means lists (``ivf``), 0 for exact search."""
+        return self._handle.nlist if self.kind == "ivf" else 0
+
+    @classmethod
+    def load(cls, folder: Path) -> VectorIndex:
+        folder = Path(folder)
+        info = json.loads((folder / "_index.json").read_text())
+        if info["kind"] == "exact":
+            handle = np.load(folder / "_vectors.npy", mmap_mode="r")
+        else:
+            handle = _faiss().read_index(str(folder / "_index.faiss"))
+        return cls(info["kind"], folder, handle, info["nprobe"])
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores, ids)``, each ``(queries, k)``, best first; ids are row numbers (-1: fewer found)."""
+        queries = normalized(np.atleast_2d(queries))
+        if self.kind == "exact":
+            scores = queries @ np.asarray(self._handle).T
+            k = min(k, scores.shape[1])
+            top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+            order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
+            ids = np.take_along_axis(top, order, axis=1)
+            return np.take_along_axis(scores, ids, axis=1), ids
+        self._handle.nprobe = self.nprobe
+        return self._handle.search(queries, k)
+
+
+def _sample(batches, count: int, size: int) -> np.ndarray:
+    """About ``size`` vectors spread evenly over all rows, for training the k-means lists."""
+    step = max(1, count // size)
+    picked, seen = [], 0
+    for batch in batches():
+        first = (-seen) % step
+        picked.append(normalized(batch[first::step]))
+        seen += len(batch)
+    return np.concatenate(picked)

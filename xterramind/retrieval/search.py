@@ -1,0 +1,179 @@
+"""An exported cell set: look up cells by place, find similar ones, read rows back with footprints."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from .cells import META
+from .index import VectorIndex
+
+
+def open(path) -> CellSet:
+    """Open a cell export written by :func:`xterramind.retrieval.export`."""
+    folder = Path(path)
+    if not (folder / META).is_file():
+        raise InputError(f"{folder} is not an xterramind cell export (no {META}); write one with embeddings.terramind.export()")
+    return CellSet(folder)
+
+
+class CellSet:
+    """The cells of an export: their table (GeoParquet parts), their vectors and their index."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.meta = json.loads((self.folder / META).read_text())
+        self.parts = [name for name, _ in self.meta["parts"]]
+        self._offsets = np.cumsum([0] + [count for _, count in self.meta["parts"]])
+        self._index: VectorIndex | None = None
+
+    def __len__(self) -> int:
+        return int(self._offsets[-1])
+
+    def __repr__(self) -> str:
+        return f"CellSet({str(self.folder)!r}, {len(self)} cells of {self.meta['cell']} px, {self.meta['model']})"
+
+    # -- vectors and rows -------------------------------------------------------------------------
+
+    def vector_batches(self, columns=("embedding",)):
+        """Yield the vectors of each part, in row order, as float32 ``(rows, dim)``."""
+        import pyarrow.parquet as pq
+
+        for name in self.parts:
+            table = pq.read_table(self.folder / name, columns=list(columns) + (["scale"] if self.meta["quantize"] else []))
+            yield self._vectors(table)
+
+    def _vectors(self, table) -> np.ndarray:
+        values = np.stack(table.column("embedding").to_numpy(zero_copy_only=False)).astype(np.float32)
+        if self.meta["quantize"] == "int8":
+            values *= table.column("scale").to_numpy()[:, None]
+        return values
+
+    def rows(self, ids: Sequence[int]):
+        """The cells with these row numbers, as a GeoDataFrame in the given order."""
+        import geopandas
+        import pandas
+
+        ids = np.asarray(ids, dtype=np.int64)
+        part_of = np.searchsorted(self._offsets, ids, side="right") - 1
+        pieces = []
+        for part in np.unique(part_of):
+            wanted = np.nonzero(part_of == part)[0]
+            table = geopandas.read_parquet(self.folder / self.parts[part])
+            chosen = table.iloc[ids[wanted] - self._offsets[part]].copy()
+            chosen.index = wanted
+            pieces.append(chosen)
+        return geopandas.GeoDataFrame(pandas.concat(pieces).sort_index(), crs=self.meta["crs"])
+
+    def cells_in(self, geometry) -> np.ndarray:
+        """Row numbers of the cells intersecting ``geometry`` (a shapely geometry in the export's CRS).
+        Each part's covering-bbox columns pick the candidates; only those are tested exactly."""
+        import geopandas
+        import pyarrow.parquet as pq
+        import shapely
+
+        west, south, east, north = geometry.bounds
+        found = []
+        for part, name in enumerate(self.parts):
+            boxes = pq.read_table(self.folder / name, columns=["bbox"]).column("bbox").combine_chunks()
+            low_x, low_y, high_x, high_y = (boxes.field(f).to_numpy() for f in ("xmin", "ymin", "xmax", "ymax"))
+            near = np.nonzero((low_x <= east) & (high_x >= west) & (low_y <= north) & (high_y >= south))[0]
+            if len(near):
+                shapes = geopandas.read_parquet(self.folder / name, columns=["geometry"]).geometry.values[near]
+                found.append(near[shapely.intersects(shapes, geometry)] + self._offsets[part])
+        return np.concatenate(found) if found else np.empty(0, dtype=np.int64)
+
+    def vectors(self, ids: Sequence[int]) -> np.ndarray:
+        import pyarrow.parquet as pq
+
+        ids = np.asarray(ids, dtype=np.int64)
+        part_of = np.searchsorted(self._offsets, ids, side="right") - 1
+        out = np.empty((len(ids), self.meta["dim"]), dtype=np.float32)
+        for part in np.unique(part_of):
+            wanted = np.nonzero(part_of == part)[0]
+            columns = ["embedding"] + (["scale"] if self.meta["quantize"] else [])
+            table = pq.read_table(self.folder / self.parts[part], columns=columns).take(ids[wanted] - self._offsets[part])
+            out[wanted] = self._vectors(table)
+        return out
+
+    # -- the index --------------------------------------------------------------------------------
+
+    def build_index(self, kind: str = "auto", nprobe: int | None = None) -> VectorIndex:
+        """Build (or rebuild) the nearest-neighbour index beside the parts."""
+        self._index = VectorIndex.build(self.vector_batches, len(self), self.meta["dim"], self.folder, kind, nprobe)
+        return self._index
+
+    @property
+    def index(self) -> VectorIndex:
+        if self._index is None:
+            if not (self.folder / "_index.json").exists():
+                raise InputError(f"{self.folder} has no index yet: cells.build_index()")
+            self._index = VectorIndex.load(self.folder)
+        return self._index
+
+    # -- queries ----------------------------------------------------------------------------------
+
+    def similar(self, query, k: int = 10, *, crs: str = "EPSG:4326"):
+        """The ``k`` cells most similar to ``query``, best first, as a GeoDataFrame with ``score`` and ``rank``.
+
+        ``query``: a point ``(lon, lat)`` (or ``(x, y)`` with ``crs=`` the export's CRS) — the cell there;
+        a bbox ``(west, south, east, north)`` or a shapely/GeoJSON polygon — the mean of the cells it
+        touches; or a vector of the embedding's length.
+
+        Example:
+            >>> cells.similar((-75.80, 37.62), k=5)[["cell_id", "score", "geometry"]]
+        """
+        if k < 1:
+            raise InputError(f"k must be at least 1, got {k}")
+        vector = self.query_vector(query, crs)
+        scores, ids = self.index.search(vector[None], k)
+        keep = ids[0] >= 0
+        hits = self.rows(ids[0][keep])
+        hits["score"] = scores[0][keep]
+        hits["rank"] = np.arange(1, keep.sum() + 1)
+        return hits
+
+    def query_vector(self, query, crs: str = "EPSG:4326") -> np.ndarray:
+        array = np.asarray(query, dtype=np.float64) if not _is_geometry(query) else None
+        if array is not None and array.ndim == 1 and len(array) == self.meta["dim"]:
+            return array.astype(np.float32)
+        geometry = _to_export_crs(_as_geometry(query, array), crs, self.meta["crs"])
+        ids = self.cells_in(geometry)
+        if not len(ids):
+            west, south, east, north = self.meta["lonlat_bounds"]
+            raise InputError(f"no exported cell at {query!r} (coordinates in {crs}); the export covers longitudes "
+                             f"{west:.4f}..{east:.4f} and latitudes {south:.4f}..{north:.4f}")
+        return self.vectors(ids).mean(axis=0)
+
+
+def _is_geometry(query) -> bool:
+    return hasattr(query, "geom_type") or isinstance(query, dict)
+
+
+def _as_geometry(query, array):
+    import shapely
+    from shapely.geometry import shape
+
+    if isinstance(query, dict):
+        return shape(query)
+    if hasattr(query, "geom_type"):
+        return query
+    if array is not None and array.shape == (2,):
+        return shapely.Point(*array)
+    if array is not None and array.shape == (4,):
+        return shapely.box(*array)
+    raise InputError("query must be a point (x, y), a bbox (west, south, east, north), a polygon, or a vector")
+
+
+def _to_export_crs(geometry, crs: str, target: str):
+    from pyproj import CRS, Transformer
+    from shapely.ops import transform
+
+    if CRS.from_user_input(crs) == CRS.from_user_input(target):
+        return geometry
+    project = Transformer.from_crs(crs, target, always_xy=True).transform
+    return transform(project, geometry)
