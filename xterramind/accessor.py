@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xarray as xr
 
-from . import engine, generate, store
+from . import engine, generate, retrieval, store
 
 
 class TerraMindAccessor:
@@ -81,6 +81,28 @@ class TerraMindAccessor:
             >>> pixels = tokens.terramind.detokenize("S2L2A", model, timesteps=10)
         """
         return generate.detokenize(self._obj, modality, model, seed=seed, **options)
+
+    def export(self, path, *, cell: int = 224, quantize=None, index="auto", overwrite: bool = False, progress=None):
+        """Export these embeddings as pooled cells to GeoParquet (one part per chunk) plus a search index.
+
+        Each ``cell`` x ``cell`` px cell (224: one tile) gets the mean of its valid tokens, its footprint,
+        centre lon/lat, time, valid fraction, model and weights. ``quantize="int8"`` stores int8 vectors
+        with a per-vector scale. Open the result with :func:`xterramind.retrieval.open`.
+
+        Example:
+            >>> embeddings.terramind.export("cells", cell=224)
+            >>> xterramind.retrieval.open("cells").similar((-75.80, 37.62), k=10)
+        """
+        return retrieval.export(self._obj, path, cell=cell, quantize=quantize, index=index, overwrite=overwrite,
+                                progress_bar=progress)
+
+    def fewshot(self, examples, *, crs: str = "EPSG:4326"):
+        """Map labels over these embeddings from a few examples per label (nearest class centroid).
+
+        Example:
+            >>> embeddings.terramind.fewshot({"water": [(-75.85, 37.60)], "marsh": [(-75.70, 37.66)]})
+        """
+        return retrieval.fewshot(self._obj, examples, crs=crs)
 
     def to_zarr(self, path, *, resume: bool = True, overwrite: bool = False, zarr_format: int = 3, progress=None):
         """Write this lazy result to a georeferenced zarr store, region by region.

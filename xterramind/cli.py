@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, list_models, load_model
-from .errors import WeightsUnavailableError, XterramindError
+from .errors import InputError, WeightsUnavailableError, XterramindError
 from .models import get_config
 from .models.weights import locate_official
 
@@ -52,6 +52,29 @@ def demo(args: argparse.Namespace) -> None:
     print(f"open them with xarray.open_zarr({str(output / 'lulc.zarr')!r})")
 
 
+def export(args: argparse.Namespace) -> None:
+    """Pool an embeddings zarr store into GeoParquet cells with a search index."""
+    import xarray as xr
+
+    from .retrieval import export as export_cells
+
+    store = xr.open_zarr(args.store, decode_coords="all")
+    if args.variable not in store:
+        raise InputError(f"{args.store} has no variable {args.variable!r}; it has {list(store.data_vars)}")
+    report = export_cells(store[args.variable], args.output, cell=args.cell, quantize="int8" if args.int8 else None,
+                          index=args.index, overwrite=args.overwrite)
+    print(report)
+
+
+def search(args: argparse.Namespace) -> None:
+    """Print the cells most similar to a place."""
+    from .retrieval import open as open_cells
+
+    query = tuple(args.lonlat) if args.lonlat else tuple(args.bbox)
+    hits = open_cells(args.export).similar(query, k=args.k)
+    print(hits[["rank", "cell_id", "score", "lon", "lat", "time", "valid_fraction"]].to_string(index=False))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="xterramind", description="TerraMind over Earth-observation datacubes.")
     parser.add_argument("--version", action="version", version=f"xterramind {__version__}")
@@ -63,6 +86,22 @@ def main(argv: list[str] | None = None) -> int:
     run_demo.add_argument("--download", action="store_true", help="download the official weights if missing")
     run_demo.set_defaults(run=demo)
     commands.add_parser("models", help="list the model names").set_defaults(run=lambda _: print("\n".join(list_models())))
+    run_export = commands.add_parser("export", help="pool an embeddings zarr store into GeoParquet cells + an index")
+    run_export.add_argument("store", help="a zarr store written by embeddings.terramind.to_zarr()")
+    run_export.add_argument("output", help="the folder to write (GeoParquet parts, export.json, the index)")
+    run_export.add_argument("--cell", type=int, default=224, help="cell side in pixels, a multiple of 16 (default 224)")
+    run_export.add_argument("--int8", action="store_true", help="store int8 vectors with a per-vector scale")
+    run_export.add_argument("--index", default="auto", choices=("auto", "exact", "ivf"), help="nearest-neighbour index")
+    run_export.add_argument("--variable", default="embeddings", help="the store's embeddings variable")
+    run_export.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    run_export.set_defaults(run=export)
+    run_search = commands.add_parser("search", help="find the cells most similar to a place")
+    run_search.add_argument("export", help="a folder written by `xterramind export`")
+    where = run_search.add_mutually_exclusive_group(required=True)
+    where.add_argument("--lonlat", nargs=2, type=float, metavar=("LON", "LAT"), help="the cell at this point")
+    where.add_argument("--bbox", nargs=4, type=float, metavar=("W", "S", "E", "N"), help="the mean of these cells")
+    run_search.add_argument("-k", type=int, default=10, help="how many hits (default 10)")
+    run_search.set_defaults(run=search)
     args = parser.parse_args(argv)
     try:
         args.run(args)
