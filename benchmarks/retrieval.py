@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=768)
     parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("--nprobe", type=int, default=None, help="lists searched per query (default: a tenth)")
+    parser.add_argument("--nprobe", type=int, default=None, help="lists searched per query (default: a twentieth)")
     args = parser.parse_args()
     generate = batches(args.count, args.dim)
     rng = np.random.default_rng(1)
@@ -72,7 +72,7 @@ def main() -> None:
         size = sum(p.stat().st_size for p in Path(folder).iterdir())
         default, lists = index.nprobe, index.lists
         rows = []
-        for nprobe in sorted({default // 4, default // 2, default}):
+        for nprobe in sorted({default // 2, default, default * 2}):
             index.nprobe = nprobe
             latencies, found = [], []
             for query in queries:

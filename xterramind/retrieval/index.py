@@ -1,10 +1,12 @@
 """Nearest-neighbour indexes over unit vectors (cosine similarity as inner product).
 
-- ``exact``: all vectors in one float32 matrix (``vectors.npy``, memory-mapped); a matrix product per
+- ``exact``: all vectors in one float32 matrix (``_vectors.npy``, memory-mapped); a matrix product per
   query batch. Right up to about 100,000 vectors.
 - ``ivf``: faiss ``IndexIVFScalarQuantizer`` — an inverted file of ``4 sqrt(n)`` k-means lists, vectors
-  stored as 8-bit scalars (a quarter of float32), a tenth of the lists searched per query (``nprobe``;
-  recall is limited by the lists probed, not by the 8-bit codes: fp16 codes scored the same). Chosen over an
+  stored as 8-bit scalars (a quarter of float32), a twentieth of the lists searched per query
+  (``nprobe``). At 1,000,000 vectors recall@10 was 0.980 whether 100, 200 or 400 of 4,000 lists were
+  probed; at 200,000 probing every list gave 0.989 and each miss scored within 0.002 cosine of the true
+  10th — near-ties, not lists left unprobed. Chosen over an
   HNSW graph (usearch, hnswlib) and IVF-PQ: on 200,000 clustered 768-d vectors it built 9x faster than
   usearch's int8 HNSW (8.7 s vs 76 s on 2 cores), reached recall@10 0.98 where HNSW int8 reached 0.75, at
   0.3 ms per query; faiss-cpu is a 25 MB wheel with no dependencies beyond numpy.
@@ -49,7 +51,7 @@ class VectorIndex:
     def build(cls, batches: Callable[[], Iterable[np.ndarray]], count: int, dim: int, folder: Path, kind: str = "auto",
               nprobe: int | None = None) -> VectorIndex:
         """``batches()`` yields the vectors in row order (it is called once per pass over the data).
-        ``nprobe``: lists searched per query (``ivf``; default a tenth of them)."""
+        ``nprobe``: lists searched per query (``ivf``; default a twentieth of them)."""
         if kind == "auto":
             kind = "exact" if count <= EXACT_LIMIT else "ivf"
         if kind not in ("exact", "ivf"):
@@ -66,7 +68,7 @@ class VectorIndex:
         else:
             faiss = _faiss()
             lists = int(min(65536, max(16, 4 * math.sqrt(count))))
-            nprobe = nprobe or max(16, lists // 10)
+            nprobe = nprobe or max(16, lists // 20)
             quantizer = faiss.IndexFlatIP(dim)
             handle = faiss.IndexIVFScalarQuantizer(quantizer, dim, lists, faiss.ScalarQuantizer.QT_8bit,
                                                    faiss.METRIC_INNER_PRODUCT)
