@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("models", help="list the model names").set_defaults(run=lambda _: print("\n".join(list_models())))
     run_export = commands.add_parser("export", help="pool an embeddings zarr store into GeoParquet cells + an index")
     run_export.add_argument("store", help="a zarr store written by embeddings.terramind.to_zarr()")
-    run_export.add_argument("output", help="the folder to write (GeoParquet parts, export.json, the index)")
+    run_export.add_argument("output", help="the folder to write (GeoParquet parts, _export.json, the index)")
     run_export.add_argument("--cell", type=int, default=224, help="cell side in pixels, a multiple of 16 (default 224)")
     run_export.add_argument("--int8", action="store_true", help="store int8 vectors with a per-vector scale")
     run_export.add_argument("--index", default="auto", choices=("auto", "exact", "ivf"), help="nearest-neighbour index")
