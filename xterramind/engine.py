@@ -27,7 +27,7 @@ import xarray as xr
 
 from . import __version__
 from .errors import InputError
-from .grid import PixelGrid, Region, Tiling, default_chunk, regions
+from .grid import PixelGrid, Region, Tiling, default_chunk, region_counts, regions
 from .modalities import ModalityInput, check_units, grid_of, resolve
 from .models.generation import Sampling, tile_seed
 from .models.handle import TerraMindModel
@@ -67,6 +67,35 @@ class Plan:
     @property
     def tiling(self) -> Tiling:
         return self.tiles.tiling
+
+
+@dataclass
+class Verb:
+    """A verb made ready to run: its plan, its region task and its outputs, and how blocks of those
+    outputs become the georeferenced result. ``lazy()`` is what the accessor returns; ``placeholder()``
+    has the same variables, shape, chunks and attributes with nothing behind them (a store template)."""
+
+    plan: Plan
+    task: Callable  # task(*windows, region=) -> {output: block}
+    outputs: dict[str, tuple]  # output -> (dtype, leading block shape)
+    assemble: Callable[[dict[str, da.Array]], xr.DataArray | xr.Dataset]
+    cover: bool = False  # regions gather every tile overlapping them (blended pixel outputs)
+    scale: int = 1  # output cells per token along each axis (the patch size for pixel outputs)
+    window_unit: int = 1
+
+    def lazy(self) -> xr.DataArray | xr.Dataset:
+        return self.assemble(lazy_blocks(self.plan, self.task, self.outputs, cover=self.cover, scale=self.scale,
+                                         window_unit=self.window_unit))
+
+    def placeholder(self) -> xr.DataArray | xr.Dataset:
+        rows, cols = region_counts(self.plan.tiling, self.plan.chunk)
+        height, width = self.plan.tiling.tokens.shape
+        along = [tuple(min(self.plan.chunk, size - i * self.plan.chunk) * self.scale for i in range(count))
+                 for size, count in ((height, rows), (width, cols))]
+        times = () if self.plan.times is None else ((1,) * self.plan.times,)
+        return self.assemble({name: da.zeros(tuple(map(sum, (*times, *((n,) for n in leading), *along))),
+                                             chunks=(*times, *((n,) for n in leading), *along), dtype=dtype)
+                              for name, (dtype, leading) in self.outputs.items()})
 
 
 def check_model(model) -> None:
@@ -300,7 +329,7 @@ class EmbedJob:
     sampling: Sampling = field(default_factory=Sampling)
 
 
-def embed(
+def embed_verb(
     cube: xr.Dataset | xr.DataArray,
     model: TerraMindModel,
     modalities=None,
@@ -314,8 +343,8 @@ def embed(
     overlap: int = 32,
     chunks: int | None = None,
     batch_size: int | None = None,
-) -> xr.DataArray:
-    """Lazily embed a cube: a DataArray ``embeddings`` with dims ``(time,) embedding, y, x`` on the token grid."""
+) -> Verb:
+    """Embedding a cube: a DataArray ``embeddings`` with dims ``(time,) embedding, y, x`` on the token grid."""
     check_model(model)
     if merge not in ("mean", "max", "concat"):
         raise InputError(f"merge must be 'mean', 'max' or 'concat' for a token grid, got {merge!r}")
@@ -329,16 +358,23 @@ def embed(
     grids = len(work.inputs) + len(thinking)
     job = EmbedJob(work.tiles, layer % depth, merge, model.config.dim * (grids if merge == "concat" else 1),
                    thinking, int(seed))
-    task = _bind(embed_region, job=job, model=model)
-    data = lazy_blocks(work, task, {"embeddings": (np.float32, (job.features,))}, cover=False)["embeddings"]
-    dims = ("time",) * (work.times is not None) + ("embedding", "y", "x")
-    result = xr.DataArray(data, dims=dims, coords={"embedding": np.arange(job.features), **time_coords(work)},
-                          name="embeddings")
-    result.attrs = provenance(model, work.tiles.modalities + ("coords",) * coords + thinking, seed if thinking else None, work)
-    result.attrs |= {"product": "embeddings", "layer": layer, "merge": merge}
-    if thinking:
-        result.attrs["tim"] = list(thinking)
-    return georeferenced(result, work.tiling.tokens)
+    attrs = provenance(model, work.tiles.modalities + ("coords",) * coords + thinking, seed if thinking else None, work)
+    attrs |= {"product": "embeddings", "layer": layer, "merge": merge} | ({"tim": list(thinking)} if thinking else {})
+
+    def assemble(arrays):
+        dims = ("time",) * (work.times is not None) + ("embedding", "y", "x")
+        result = xr.DataArray(arrays["embeddings"], dims=dims, name="embeddings", attrs=attrs,
+                              coords={"embedding": np.arange(job.features), **time_coords(work)})
+        return georeferenced(result, work.tiling.tokens)
+
+    return Verb(work, _bind(embed_region, job=job, model=model), {"embeddings": (np.float32, (job.features,))}, assemble)
+
+
+def embed(cube: xr.Dataset | xr.DataArray, model: TerraMindModel, modalities=None, **options) -> xr.DataArray:
+    """Lazily embed a cube (see :func:`embed_verb` and the accessor)."""
+    return embed_verb(cube, model, modalities, **options).lazy()
+
+
 
 
 def _bind(function, **bound):

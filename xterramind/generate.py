@@ -20,6 +20,7 @@ from affine import Affine
 from .engine import (
     Plan,
     Tiles,
+    Verb,
     _bind,
     batches,
     check_in_memory_validity,
@@ -27,7 +28,6 @@ from .engine import (
     crop_to_region,
     empty_tokens,
     georeferenced,
-    lazy_blocks,
     plan,
     provenance,
     standardized_batches,
@@ -136,7 +136,7 @@ def _as_product(name: str, value: torch.Tensor) -> torch.Tensor:
 # -- generate -----------------------------------------------------------------------------------------
 
 
-def generate(
+def generate_verb(
     cube: xr.Dataset | xr.DataArray,
     targets: str | Sequence[str],
     model: TerraMindModel,
@@ -153,8 +153,8 @@ def generate(
     batch_size: int | None = None,
     blend: bool = True,
     coords: bool = False,
-) -> xr.Dataset:
-    """Lazily generate ``targets`` from the cube: a Dataset on the input's pixel grid (see the accessor)."""
+) -> Verb:
+    """Generating ``targets`` from the cube: a Dataset on the input's pixel grid (see the accessor)."""
     check_model(model)
     specs = _targets(targets)
     work = plan(cube, model, modalities, tile_size=tile_size, overlap=overlap, chunks=chunks, batch_size=batch_size,
@@ -166,12 +166,17 @@ def generate(
     check_in_memory_validity(work.inputs)
     sampling = _sampling(top_k, top_p, temperature, timesteps)
     job = PixelJob(work.tiles, tuple(spec.name for spec in specs), sampling, int(seed), bool(blend))
-    arrays = lazy_blocks(work, _bind(generate_region, job=job, model=model), _outputs(specs), cover=True,
-                         scale=work.tiling.patch)
     attrs = provenance(model, work.tiles.modalities + ("coords",) * coords, seed, work) | _sampling_attrs(sampling)
     attrs["blend"] = int(blend)
     attrs["tokenizers"] = {spec.name.removeprefix("tok_"): model.tokenizer_weights_id(spec.name) for spec in specs}
-    return _pixel_dataset(arrays, work, work.tiling.grid, specs, attrs)
+    return Verb(work, _bind(generate_region, job=job, model=model), _outputs(specs),
+                lambda arrays: _pixel_dataset(arrays, work, work.tiling.grid, specs, attrs), cover=True,
+                scale=work.tiling.patch)
+
+
+def generate(cube: xr.Dataset | xr.DataArray, targets: str | Sequence[str], model: TerraMindModel, **options) -> xr.Dataset:
+    """Lazily generate ``targets`` from the cube (see :func:`generate_verb` and the accessor)."""
+    return generate_verb(cube, targets, model, **options).lazy()
 
 
 def _targets(targets) -> list[ModalitySpec]:
@@ -250,10 +255,10 @@ class TokenJob:
     modality: str  # the tokenizer's input modality, e.g. "S2L2A"
 
 
-def tokenize(cube, modality: str, model: TerraMindModel, *, tile_size=None, overlap=32, chunks=None,
-             batch_size=None) -> xr.DataArray:
-    """Lazily tokenize one modality of the cube: int32 tokens ``(time,) y, x`` on the token grid, -1 where
-    a token's pixels are all nodata."""
+def tokenize_verb(cube, modality: str, model: TerraMindModel, *, tile_size=None, overlap=32, chunks=None,
+                  batch_size=None) -> Verb:
+    """Tokenizing one modality of the cube: int32 tokens ``(time,) y, x`` on the token grid, -1 where a
+    token's pixels are all nodata."""
     check_model(model)
     spec = token_spec(modality)
     name = spec.name.removeprefix("tok_")
@@ -263,13 +268,21 @@ def tokenize(cube, modality: str, model: TerraMindModel, *, tile_size=None, over
     work = plan(cube, model, [name], tile_size=tile_size, overlap=overlap, chunks=chunks, batch_size=batch_size)
     check_in_memory_validity(work.inputs)
     job = TokenJob(work.tiles, name)
-    data = lazy_blocks(work, _bind(tokenize_region, job=job, model=model), {"tokens": (np.int32, ())}, cover=False)["tokens"]
-    dims = ("time",) * (work.times is not None) + ("y", "x")
-    result = xr.DataArray(data, dims=dims, coords=time_coords(work), name="tokens")
-    result.attrs = provenance(model, [name], None, work) | {
+    attrs = provenance(model, [name], None, work) | {
         "product": "tokens", "tokenizer": name, "tokenizer_weights": model.tokenizer_weights_id(name),
         "vocab_size": spec.vocab_size, "nodata": TOKEN_NODATA}
-    return georeferenced(result, work.tiling.tokens)
+
+    def assemble(arrays):
+        dims = ("time",) * (work.times is not None) + ("y", "x")
+        result = xr.DataArray(arrays["tokens"], dims=dims, coords=time_coords(work), name="tokens", attrs=attrs)
+        return georeferenced(result, work.tiling.tokens)
+
+    return Verb(work, _bind(tokenize_region, job=job, model=model), {"tokens": (np.int32, ())}, assemble)
+
+
+def tokenize(cube, modality: str, model: TerraMindModel, **options) -> xr.DataArray:
+    """Lazily tokenize one modality of the cube (see :func:`tokenize_verb` and the accessor)."""
+    return tokenize_verb(cube, modality, model, **options).lazy()
 
 
 def tokenize_region(*windows: np.ndarray, region: Region, job: TokenJob, model: TerraMindModel) -> dict[str, np.ndarray]:
@@ -310,11 +323,11 @@ def detokenize(tokens: xr.DataArray, modality: str, model: TerraMindModel, *, se
                 inputs=inputs, grid=grid)
     sampling = _sampling(0, 0.0, 1.0, timesteps)
     job = PixelJob(work.tiles, (spec.name,), sampling, int(seed))
-    arrays = lazy_blocks(work, _bind(detokenize_region, job=job, model=model), _outputs([spec]), cover=True,
-                         scale=patch, window_unit=patch)
     attrs = provenance(model, [spec.name], seed, work) | {"timesteps": timesteps}
     attrs["tokenizers"] = {spec.name.removeprefix("tok_"): model.tokenizer_weights_id(spec.name)}
-    return _pixel_dataset(arrays, work, grid, [spec], attrs)
+    return Verb(work, _bind(detokenize_region, job=job, model=model), _outputs([spec]),
+                lambda arrays: _pixel_dataset(arrays, work, grid, [spec], attrs), cover=True, scale=patch,
+                window_unit=patch).lazy()
 
 
 def detokenize_region(window: np.ndarray, *, region: Region, job: PixelJob, model: TerraMindModel) -> dict[str, np.ndarray]:

@@ -219,14 +219,34 @@ class Region:
 def regions(tiling: Tiling, chunk: int, cover: bool = False) -> list[list[Region]]:
     """Regions of ``chunk`` x ``chunk`` output tokens (ragged at the far edges), row by row. Each region
     lists the tiles owning its tokens, or with ``cover`` (blended pixel outputs) every tile overlapping it."""
+    rows, cols = region_counts(tiling, chunk)
+    columns = [column_span(tiling, chunk, col, cover) for col in range(cols)]
+    return [[Region(row_span(tiling, chunk, row, cover), column) for column in columns] for row in range(rows)]
+
+
+def region_at(tiling: Tiling, chunk: int, row: int, col: int, cover: bool = False) -> Region:
+    """The region in row ``row`` and column ``col`` of :func:`regions`, without making the others."""
+    return Region(row_span(tiling, chunk, row, cover), column_span(tiling, chunk, col, cover))
+
+
+def region_counts(tiling: Tiling, chunk: int) -> tuple[int, int]:
+    """How many regions of ``chunk`` tokens the token grid has along y and along x."""
     if chunk <= 0:
         raise InputError(f"chunks must be a positive number of tokens, got {chunk}")
     height, width = tiling.tokens.shape
-    columns = [_span(tiling.cols, x0, min(x0 + chunk, width), tiling.patch, cover) for x0 in range(0, width, chunk)]
-    return [
-        [Region(_span(tiling.rows, y0, min(y0 + chunk, height), tiling.patch, cover), column) for column in columns]
-        for y0 in range(0, height, chunk)
-    ]
+    return -(-height // chunk), -(-width // chunk)
+
+
+def row_span(tiling: Tiling, chunk: int, row: int, cover: bool = False) -> AxisSpan:
+    """The y span of the regions in row ``row``."""
+    start = row * chunk
+    return _span(tiling.rows, start, min(start + chunk, tiling.tokens.height), tiling.patch, cover)
+
+
+def column_span(tiling: Tiling, chunk: int, col: int, cover: bool = False) -> AxisSpan:
+    """The x span of the regions in column ``col``."""
+    start = col * chunk
+    return _span(tiling.cols, start, min(start + chunk, tiling.tokens.width), tiling.patch, cover)
 
 
 def default_chunk(tiling: Tiling, target: int = 128) -> int:
