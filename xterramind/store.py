@@ -71,6 +71,40 @@ def write(
 ) -> WriteReport:
     """Write a lazy xterramind result to a zarr store, region by region. See the module docstring."""
     started = time.perf_counter()
+    target = prepare(result, store, resume=resume, overwrite=overwrite, zarr_format=zarr_format)
+    dataset, layout, path = _as_dataset(result), target.layout, Path(target.path)
+    ledger = target.ledger()
+    todo = [index for index in layout.block_indices() if not ledger[index]]
+    write_block = dask.delayed(_write_block, pure=False)
+    tasks = [write_block(*layout.block(dataset, index), target=target, index=index) for index in todo]
+    valid = progress.run(tasks, f"writing {path.name}", progress_bar)
+    total = len(layout.block_indices())
+    report = WriteReport(str(path), total, len(todo), total - len(todo), valid.count(False), time.perf_counter() - started)
+    if todo and not any(valid) and not (ledger == DONE_VALID).any():
+        raise InputError(f"the input has no valid pixel: every value is NaN or its band's nodata ({report})")
+    return report
+
+
+@dataclass(frozen=True)
+class Target:
+    """A store's template, ready for region writes: where it is and how its variables split into regions."""
+
+    path: str
+    layout: _Layout
+
+    def ledger(self) -> np.ndarray:
+        """Per region (block index): 0 to do, ``DONE_VALID`` or ``DONE_EMPTY``."""
+        return zarr.open_array(self.path, path=f"{LEDGER}/done", mode="r")[...]
+
+    def write(self, arrays, index) -> bool:
+        """Write one region's blocks (in the order of ``layout.variables``), then mark it done."""
+        return _write_block(*arrays, target=self, index=index)
+
+
+def prepare(result: xr.DataArray | xr.Dataset, store: str | os.PathLike, *, resume: bool = True, overwrite: bool = False,
+            zarr_format: int = 3) -> Target:
+    """Write the template of ``result`` (metadata, coordinates and an empty ledger), or check that an
+    existing store holds this very result and reuse it. Nothing of the result is computed."""
     if zarr_format not in (2, 3):
         raise InputError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
     dataset = _as_dataset(result)
@@ -79,20 +113,7 @@ def write(
     fingerprint = _fingerprint(dataset, zarr_format)
     if not _prepare(path, fingerprint, resume=resume, overwrite=overwrite):
         _write_template(dataset, path, zarr_format, fingerprint, layout)
-    ledger = zarr.open_array(str(path), path=f"{LEDGER}/done", mode="r")[...]
-    todo = [index for index in layout.block_indices() if not ledger[index]]
-    write_block = dask.delayed(_write_block, pure=False)
-    tasks = [
-        write_block(*layout.block(dataset, index), path=str(path), index=index, variables=layout.variables,
-                    slices=layout.slices(index))
-        for index in todo
-    ]
-    valid = progress.run(tasks, f"writing {path.name}", progress_bar)
-    total = len(layout.block_indices())
-    report = WriteReport(str(path), total, len(todo), total - len(todo), valid.count(False), time.perf_counter() - started)
-    if todo and not any(valid) and not (ledger == DONE_VALID).any():
-        raise InputError(f"the input has no valid pixel: every value is NaN or its band's nodata ({report})")
-    return report
+    return Target(str(path), layout)
 
 
 def _as_dataset(result) -> xr.Dataset:
@@ -151,18 +172,24 @@ class _Layout:
         return parts
 
 
-def _write_block(*arrays: np.ndarray, path: str, index, variables, slices) -> bool:
+def _write_block(*arrays: np.ndarray, target: Target, index) -> bool:
     """Write one region of every variable, then its completion marker. True when it held valid data."""
-    group = zarr.open_group(path, mode="r+")
+    group = zarr.open_group(target.path, mode="r+")
+    slices = target.layout.slices(index)
     valid = False
-    for name, block in zip(variables, arrays, strict=True):
-        target = group[name]
-        dims = target.attrs.get("_ARRAY_DIMENSIONS") or target.metadata.dimension_names  # zarr v2, v3
-        target[tuple(slices.get(d, slice(None)) for d in dims)] = block
-        valid = valid or _has_data(block, target.fill_value)
-    ledger = zarr.open_array(path, path=f"{LEDGER}/done", mode="r+")
+    for name, block in zip(target.layout.variables, arrays, strict=True):
+        array = group[name]
+        dims = array.attrs.get("_ARRAY_DIMENSIONS") or array.metadata.dimension_names  # zarr v2, v3
+        array[tuple(slices.get(d, slice(None)) for d in dims)] = block
+        valid = valid or _has_data(block, array.fill_value)
+    ledger = zarr.open_array(target.path, path=f"{LEDGER}/done", mode="r+")
     ledger[index] = DONE_VALID if valid else DONE_EMPTY  # only after the data is written
     return valid
+
+
+def mark_empty(target: Target, index) -> None:
+    """Mark a region complete without writing it: it had no valid input, so it stays at the fill value."""
+    zarr.open_array(target.path, path=f"{LEDGER}/done", mode="r+")[index] = DONE_EMPTY
 
 
 def _has_data(block: np.ndarray, fill) -> bool:
@@ -241,6 +268,11 @@ def _write_template(dataset: xr.Dataset, path: Path, zarr_format: int, fingerpri
     group.attrs["fingerprint"] = fingerprint
     blocks = tuple(len(c) for c in layout.chunks)
     group.create_array("done", shape=blocks, chunks=(1,) * len(blocks), dtype="uint8", fill_value=0)
+    consolidate(path)
+
+
+def consolidate(path) -> None:
+    """Consolidate a store's metadata (readers look for it first; metadata never changes after the template)."""
     with warnings.catch_warnings():  # consolidated metadata is a zarr-python extension for v3; readers expect it
         warnings.simplefilter("ignore", category=zarr.errors.ZarrUserWarning)
         zarr.consolidate_metadata(str(path))
