@@ -1,0 +1,121 @@
+"""Planning areas: UTM zones, grids on the region lattice, the regions an area touches, synthetic pixels."""
+
+import json
+
+import numpy as np
+import pytest
+import shapely
+from pyproj import Geod
+
+from xterramind.errors import InputError
+from xterramind.grid import regions
+from xterramind.planner import plan_area, plan_grid, project
+from xterramind.sources import SyntheticSource
+
+
+def test_an_area_across_a_zone_boundary_gets_one_grid_per_zone_on_the_region_lattice():
+    area = (11.5, 45.0, 12.6, 45.6)  # zone 32 ends at 12 E
+    plan = plan_area(area, region=48)
+    assert [zone.name for zone in plan.zones] == ["utm32n", "utm33n"]
+    assert [zone.crs for zone in plan.zones] == ["EPSG:32632", "EPSG:32633"]
+    geodesic = abs(Geod(ellps="WGS84").geometry_area_perimeter(shapely.box(*area))[0]) / 1e6
+    assert plan.area_km2 == pytest.approx(geodesic, rel=0.005)
+    for zone in plan.zones:
+        side = zone.chunk * 16 * 10
+        assert zone.chunk == 48 and zone.grid.transform.a == 10
+        assert zone.grid.transform.c % side == 0 and zone.grid.transform.f % side == 0
+        assert zone.grid.height % (zone.chunk * 16) == 0 and zone.grid.width % (zone.chunk * 16) == 0
+        part = project(shapely.box(*area).intersection(shapely.box(6 if zone.name == "utm32n" else 12, 0, 12 if zone.name == "utm32n" else 18, 84)), zone.crs)
+        rows, cols = zone.shape
+        for row in range(rows):
+            for col in range(cols):
+                x0, y0 = zone.grid.transform * (col * zone.chunk * 16, row * zone.chunk * 16)
+                cell = shapely.box(x0, y0 - side, x0 + side, y0)
+                listed = bool(((zone.cells[:, 0] == row) & (zone.cells[:, 1] == col)).any())
+                assert listed == cell.intersects(part), (zone.name, row, col)
+
+
+def test_tiles_are_counted_without_building_them():
+    zone = plan_area((9.0, 45.0, 9.3, 45.2), region=48).zones[0]
+    for cover in (False, True):
+        layout = regions(zone.tiling, zone.chunk, cover)
+        assert zone.tile_count(cover) == sum(layout[r][c].tile_count for r, c in zone.cells)
+        assert zone.region(1, 2, cover) == layout[1][2]
+    assert zone.tile_count() == zone.tiling.tile_count  # a rectangle touches every region: each tile once
+    assert zone.pixel_count() == zone.grid.height * zone.grid.width
+
+
+def test_neighbouring_runs_share_the_lattice():
+    first = plan_area((9.0, 45.0, 9.2, 45.2), region=48).zones[0]
+    second = plan_area((9.17, 45.13, 9.4, 45.3), region=48).zones[0]
+    step = 48 * 16 * 10
+    assert (first.grid.transform.c - second.grid.transform.c) % step == 0
+    assert (first.grid.transform.f - second.grid.transform.f) % step == 0
+
+
+def test_areas_as_geojson_polygons_features_and_files(tmp_path):
+    triangle = {"type": "Polygon", "coordinates": [[[9.0, 45.0], [9.4, 45.0], [9.0, 45.3], [9.0, 45.0]]]}
+    by_geometry = plan_area(triangle, region=48)
+    box = plan_area((9.0, 45.0, 9.4, 45.3), region=48)
+    assert by_geometry.regions < box.regions  # the far corner of the box is outside the triangle
+    feature = {"type": "Feature", "properties": {}, "geometry": triangle}
+    path = tmp_path / "area.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
+    for same in (feature, str(path), shapely.geometry.shape(triangle)):
+        assert np.array_equal(plan_area(same, region=48).zones[0].cells, by_geometry.zones[0].cells)
+
+
+def test_an_area_across_the_equator_has_a_grid_per_hemisphere():
+    plan = plan_area((15.0, -0.2, 15.2, 0.2), region=48)
+    assert [zone.name for zone in plan.zones] == ["utm33n", "utm33s"]
+    assert plan.zones[1].grid.transform.f > 9_000_000  # southern false northing
+
+
+def test_planning_an_opened_cube_lists_only_regions_of_the_area():
+    grid = plan_area((9.0, 45.0, 9.3, 45.2), region=48).zones[0].grid
+    whole = plan_grid(grid, region=48)
+    corner = plan_grid(grid, (9.0, 45.15, 9.05, 45.2), region=48)
+    assert whole.regions == len(whole.zones[0].cells) > corner.regions >= 1
+    with pytest.raises(InputError, match="does not overlap"):
+        plan_grid(grid, (20.0, 45.0, 20.1, 45.1), region=48)
+
+
+@pytest.mark.parametrize(("area", "message"), [
+    ((10.0, 45.0, 9.0, 46.0), "west < east"),
+    ((9.0, 85.0, 10.0, 86.0), "UTM's latitudes"),
+    ((500000.0, 4000000.0, 510000.0, 4010000.0), "lon/lat degrees"),
+    ({"type": "Point", "coordinates": [9.0, 45.0]}, "polygon with an inside"),
+    ({"type": "Nonsense"}, "not a GeoJSON geometry"),
+    (42, "must be (west, south, east, north)"),
+    ("/no/such/area.geojson", "cannot read the area"),
+])
+def test_bad_areas_get_clear_errors(area, message):
+    with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        plan_area(area)
+
+
+def test_bad_plans_get_clear_errors():
+    with pytest.raises(InputError, match="at least one tile"):
+        plan_area((9.0, 45.0, 9.1, 45.1), region=12)
+    with pytest.raises(InputError, match="resolution"):
+        plan_area((9.0, 45.0, 9.1, 45.1), resolution=0)
+
+
+def test_synthetic_pixels_depend_only_on_their_place():
+    zone = plan_area((9.0, 45.0, 9.1, 45.1), region=24).zones[0]
+    source = SyntheticSource(["S2L2A", "S1GRD"], land=(9.0, 45.0, 9.05, 45.1))
+    whole = source.read(zone.grid, ((0, 768), (0, 768)))
+    part = source.read(zone.grid, ((100, 300), (250, 700)))
+    for band in ("B04", "VV"):
+        np.testing.assert_array_equal(part[band].values, whole[band].values[100:300, 250:700])
+    assert part.rio.transform() == whole.isel(y=slice(100, 300), x=slice(250, 700)).rio.transform()
+    prototype = source.prototype(zone.grid)
+    assert {name: (v.dtype, v.attrs) for name, v in prototype.data_vars.items()} == \
+           {name: (v.dtype, v.attrs) for name, v in whole.data_vars.items()}
+    land = whole["B04"].values > 0  # outside the land every band is nodata: 0 for S2, NaN for S1
+    assert 0.2 < land.mean() < 0.8 and (np.isnan(whole["VV"].values) == ~land).all()
+    assert not land[:, -50:].any() and whole["B04"].values[land].std() > 100
+    assert not source.covers(zone.grid, ((0, 100), (700, 768)))
+    assert source.read(zone.grid, ((0, 100), (700, 768))) is None
+    with pytest.raises(InputError, match="synthetic pixels exist for"):
+        SyntheticSource(["RGB"])

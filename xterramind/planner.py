@@ -1,0 +1,242 @@
+"""Planning a run over an area: one pixel grid per UTM zone, regions aligned with the store's chunks.
+
+An area (a bbox or GeoJSON polygon in longitude/latitude) is cut along UTM zone boundaries and the
+equator; each part gets a north-up grid in its zone's CRS whose edges sit on the zone's region lattice
+(multiples of the region side in metres from the zone's false origin). Regions are then the store's
+chunks exactly, and two runs over neighbouring areas put their regions and tiles at the same places.
+Only the regions the area touches are listed (the polygon is rasterized onto the region lattice).
+
+Nothing per tile is ever built: a region is two axis spans made on demand, and tiles are counted per
+row and column of regions, so planning a continent takes seconds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from affine import Affine
+
+from .errors import InputError
+from .grid import PixelGrid, Region, Tiling, column_span, region_at, region_counts, row_span
+
+UTM_LATITUDES = (-80.0, 84.0)  # where UTM is defined; polar areas need another projection
+DEFAULT_REGION = 256  # tokens: about 4,000 px, 400-odd tiles per region task
+
+
+@dataclass(frozen=True)
+class Zone:
+    """One pixel grid of a plan: its name (``utm33n``), its tiling and the regions the area touches."""
+
+    name: str
+    tiling: Tiling
+    chunk: int  # region side, in tokens
+    cells: np.ndarray  # (regions, 2) row and column of each region touching the area, row-major
+    area_km2: float
+
+    @property
+    def grid(self) -> PixelGrid:
+        return self.tiling.grid
+
+    @property
+    def crs(self) -> str:
+        return self.grid.crs
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Regions along y and x in the zone's grid (listed or not)."""
+        return region_counts(self.tiling, self.chunk)
+
+    def region(self, row: int, col: int, cover: bool = False) -> Region:
+        return region_at(self.tiling, self.chunk, row, col, cover)
+
+    def tile_count(self, cover: bool = False) -> int:
+        """Tiles run over the listed regions (with ``cover``, tiles shared by two regions count twice)."""
+        rows, cols = self.shape
+        per_row = np.array([len(row_span(self.tiling, self.chunk, r, cover).tiles) for r in range(rows)])
+        per_col = np.array([len(column_span(self.tiling, self.chunk, c, cover).tiles) for c in range(cols)])
+        return int((per_row[self.cells[:, 0]] * per_col[self.cells[:, 1]]).sum())
+
+    def pixel_count(self) -> int:
+        """Pixels in the listed regions."""
+        side = self.chunk * self.tiling.patch
+        rows, cols = self.grid.height, self.grid.width
+        heights = np.minimum(side, rows - self.cells[:, 0] * side)
+        widths = np.minimum(side, cols - self.cells[:, 1] * side)
+        return int((heights * widths).sum())
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The zones of an area, each with its grid and regions."""
+
+    zones: tuple[Zone, ...]
+    resolution: float
+
+    @property
+    def regions(self) -> int:
+        return sum(len(zone.cells) for zone in self.zones)
+
+    @property
+    def area_km2(self) -> float:
+        return sum(zone.area_km2 for zone in self.zones)
+
+    def tile_count(self, cover: bool = False) -> int:
+        return sum(zone.tile_count(cover) for zone in self.zones)
+
+
+def plan_area(area, *, resolution: float = 10.0, region: int = DEFAULT_REGION, tile_size: int = 224,
+              overlap: int = 32, patch: int = 16) -> Plan:
+    """Plan ``area`` (``(west, south, east, north)`` in degrees, a GeoJSON geometry, Feature or
+    FeatureCollection in lon/lat, a shapely polygon, or the path of a GeoJSON file).
+
+    ``region``: the region (and store chunk) side in tokens, rounded down to whole tile strides;
+    ``resolution``: metres per pixel.
+    """
+    if not resolution > 0:
+        raise InputError(f"resolution must be a positive number of metres, got {resolution!r}")
+    shape = area_polygon(area)
+    chunk = region_chunk(region, tile_size, overlap, patch)
+    side = chunk * patch * resolution  # metres
+    zones = []
+    for name, crs, part in _zone_parts(shape):
+        projected = project(part, crs)
+        west, south, east, north = projected.bounds
+        x0, y1 = math.floor(west / side) * side, math.ceil(north / side) * side
+        columns = max(1, math.ceil((east - x0) / side))
+        rows = max(1, math.ceil((y1 - south) / side))
+        transform = Affine(resolution, 0, x0, 0, -resolution, y1)
+        pixels = chunk * patch
+        grid = PixelGrid(crs, transform, rows * pixels, columns * pixels)
+        cells = _touched(projected, transform * Affine.scale(pixels), rows, columns)
+        zones.append(Zone(name, Tiling(grid, tile_size, overlap, patch), chunk, cells, projected.area / 1e6))
+    return Plan(tuple(zones), float(resolution))
+
+
+def plan_grid(grid: PixelGrid, area=None, *, name: str | None = None, region: int = DEFAULT_REGION,
+              tile_size: int = 224, overlap: int = 32, patch: int = 16) -> Plan:
+    """Plan a run over an existing grid (an opened cube's), limited to ``area`` when given."""
+    chunk = region_chunk(region, tile_size, overlap, patch)
+    tiling = Tiling(grid, tile_size, overlap, patch)
+    rows, columns = region_counts(tiling, chunk)
+    lattice = grid.transform * Affine.scale(chunk * patch)
+    if area is None:
+        cells = np.argwhere(np.ones((rows, columns), dtype=bool))
+        area_km2 = grid.height * grid.width * abs(grid.transform.a * grid.transform.e) / 1e6
+    else:
+        projected = project(area_polygon(area), grid.crs)
+        cells = _touched(projected, lattice, rows, columns)
+        area_km2 = projected.area / 1e6
+    if not len(cells):
+        raise InputError("the area does not overlap the cube's grid; check that it is in longitude/latitude")
+    return Plan((Zone(name or zone_name(grid.crs), tiling, chunk, cells, area_km2),), abs(grid.transform.a))
+
+
+def region_chunk(region: int, tile_size: int, overlap: int, patch: int) -> int:
+    """The region side in tokens: whole tile strides (so regions share no tile), at least one tile."""
+    stride, tile = (tile_size - overlap) // patch, tile_size // patch
+    chunk = region // stride * stride if isinstance(region, int) else 0
+    if chunk < tile:
+        raise InputError(f"region must be a whole number of tokens holding at least one tile after rounding down to "
+                         f"whole strides of {stride}: {-(-tile // stride) * stride} or more; got {region!r}")
+    return chunk
+
+
+def zone_name(crs: str) -> str:
+    """``utm33n`` for EPSG:32633, ``utm33s`` for EPSG:32733, else ``epsg{code}`` (or ``grid``)."""
+    from pyproj import CRS
+
+    code = CRS.from_user_input(crs).to_epsg()
+    if code and 32601 <= code <= 32660:
+        return f"utm{code - 32600:02d}n"
+    if code and 32701 <= code <= 32760:
+        return f"utm{code - 32700:02d}s"
+    return f"epsg{code}" if code else "grid"
+
+
+def utm_zone(lon: float) -> int:
+    return min(int((lon + 180) // 6) + 1, 60)
+
+
+def utm_crs(zone: int, lat: float) -> str:
+    return f"EPSG:{(32600 if lat >= 0 else 32700) + zone}"
+
+
+def _zone_parts(shape):
+    """``(name, crs, polygon)`` for each UTM zone and hemisphere the area covers."""
+    import shapely
+
+    west, _, east, _ = shape.bounds
+    for zone in range(utm_zone(west), utm_zone(east) + 1):
+        low = -180 + 6 * (zone - 1)
+        for bottom, top in ((0.0, UTM_LATITUDES[1]), (UTM_LATITUDES[0], 0.0)):
+            part = shape.intersection(shapely.box(low, bottom, low + 6, top))
+            if part.area > 0:
+                crs = utm_crs(zone, bottom)
+                yield zone_name(crs), crs, part
+
+
+def _touched(polygon, lattice: Affine, rows: int, columns: int) -> np.ndarray:
+    """Row and column of every cell of a ``rows`` x ``columns`` lattice that the polygon touches."""
+    from rasterio.features import rasterize
+
+    mask = rasterize([polygon], out_shape=(rows, columns), transform=lattice, all_touched=True, dtype="uint8")
+    return np.argwhere(mask.astype(bool)).astype(np.int64)
+
+
+def project(geometry, crs: str):
+    """A lon/lat geometry in ``crs``, its edges first cut into 0.05-degree steps so they bend as they should."""
+    import shapely
+    from pyproj import Transformer
+
+    transformer = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+    return shapely.transform(shapely.segmentize(geometry, 0.05), lambda xy: np.column_stack(transformer.transform(*xy.T)))
+
+
+def area_polygon(area):
+    """The area as a shapely (multi)polygon in lon/lat, checked."""
+    import shapely
+    from shapely.geometry import shape
+
+    if isinstance(area, str) or hasattr(area, "__fspath__"):
+        area = _read_geojson(str(area))
+    if isinstance(area, dict):
+        kind = area.get("type")
+        if kind == "FeatureCollection":
+            area = shapely.union_all([shape(feature["geometry"]) for feature in area.get("features", [])])
+        elif kind == "Feature":
+            area = shape(area["geometry"])
+        else:
+            try:
+                area = shape(area)
+            except (KeyError, TypeError, AttributeError, ValueError, shapely.errors.GeometryTypeError):
+                raise InputError(f"area is not a GeoJSON geometry: {str(area)[:80]}") from None
+    elif isinstance(area, (tuple, list)) and len(area) == 4:
+        west, south, east, north = (float(v) for v in area)
+        if not west < east or not south < north:
+            raise InputError(f"area (west, south, east, north) needs west < east and south < north, got {tuple(area)}; "
+                             "areas across the antimeridian are planned as two runs")
+        area = shapely.box(west, south, east, north)
+    if not isinstance(area, shapely.Geometry):
+        raise InputError(f"area must be (west, south, east, north), a GeoJSON polygon or a file of one, got {type(area).__name__}")
+    if area.geom_type not in ("Polygon", "MultiPolygon") or area.is_empty or not area.area > 0:
+        raise InputError(f"area must be a polygon with an inside, got a {area.geom_type}")
+    west, south, east, north = area.bounds
+    if west < -180 or east > 180 or south < UTM_LATITUDES[0] or north > UTM_LATITUDES[1]:
+        raise InputError(
+            f"area bounds {tuple(round(v, 4) for v in area.bounds)} leave longitude -180..180 or UTM's latitudes "
+            f"{UTM_LATITUDES[0]:g}..{UTM_LATITUDES[1]:g}: give lon/lat degrees (polar areas need another grid: open "
+            "the cube in that CRS and plan it with plan_grid)"
+        )
+    return shapely.make_valid(area)
+
+
+def _read_geojson(path: str) -> dict:
+    import json
+
+    try:
+        with open(path) as file:
+            return json.load(file)
+    except (OSError, json.JSONDecodeError) as error:
+        raise InputError(f"cannot read the area from {path}: {error}") from None

@@ -1,0 +1,285 @@
+"""Where a run's pixels come from, one region window at a time.
+
+A source answers three questions for any pixel grid of a plan, cheaply enough to ask once per region:
+
+- ``prototype(grid)``: a lazy cube on the whole grid, never computed, whose variables, dtypes and
+  attributes are those ``read`` returns (the verb is prepared on it: modalities, bands, nodata);
+- ``covers(grid, window)``: may the window hold data at all? ``False`` skips the region before any read;
+- ``read(grid, window)``: the window's pixels in memory, in raw units, or ``None`` when there are none.
+
+``window`` is ``((row0, row1), (col0, col1))`` in the grid's pixels. Sources are small and picklable:
+each region task carries its source, and what is big (a catalogue, an opened store) is opened by the
+worker process itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import dask.array as da
+import numpy as np
+import rioxarray  # noqa: F401  (registers the .rio accessor this module uses)
+import xarray as xr
+
+from .errors import InputError, MissingDependencyError
+from .grid import PixelGrid, same_crs
+from .models.registry import resolve_modality
+from .planner import area_polygon, project
+
+Window = tuple[tuple[int, int], tuple[int, int]]
+
+
+class Source(Protocol):
+    def prototype(self, grid: PixelGrid) -> xr.Dataset | xr.DataArray: ...
+
+    def covers(self, grid: PixelGrid, window: Window) -> bool: ...
+
+    def read(self, grid: PixelGrid, window: Window) -> xr.Dataset | xr.DataArray | None: ...
+
+
+def window_bounds(grid: PixelGrid, window: Window) -> tuple[float, float, float, float]:
+    """``(west, south, east, north)`` of a window, in the grid's CRS."""
+    (row0, row1), (col0, col1) = window
+    west, north = grid.transform * (col0, row0)
+    east, south = grid.transform * (col1, row1)
+    return min(west, east), min(south, north), max(west, east), max(south, north)
+
+
+def window_grid(grid: PixelGrid, window: Window) -> PixelGrid:
+    (row0, row1), (col0, col1) = window
+    from affine import Affine
+
+    return PixelGrid(grid.crs, grid.transform * Affine.translation(col0, row0), row1 - row0, col1 - col0)
+
+
+def _georeferenced(data, grid: PixelGrid):
+    data = data.assign_coords(y=grid.y_coords(), x=grid.x_coords())
+    return data.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
+
+
+# -- an opened cube -------------------------------------------------------------------------------------
+
+
+class CubeSource:
+    """An opened cube (lazy or in memory): the plan's grid must be the cube's own (``plan_grid``).
+
+    The cube travels with every region task; a cube opened lazily from files (zarr, COGs) pickles as
+    the recipe to open it, not its pixels.
+    """
+
+    def __init__(self, cube: xr.Dataset | xr.DataArray):
+        if not isinstance(cube, (xr.Dataset, xr.DataArray)):
+            raise InputError(f"the source cube must be an xarray Dataset or DataArray, got {type(cube).__name__}")
+        if "time" in cube.dims:
+            raise InputError("a run takes one date per pixel: select a date (cube.isel(time=0)) or make a composite "
+                             "(cube.median('time')) first")
+        self.cube = cube
+
+    def prototype(self, grid: PixelGrid):
+        return self.cube
+
+    def covers(self, grid: PixelGrid, window: Window) -> bool:
+        return True
+
+    def read(self, grid: PixelGrid, window: Window):
+        (row0, row1), (col0, col1) = window
+        return self.cube.isel(y=slice(row0, row1), x=slice(col0, col1)).load()
+
+
+# -- synthetic pixels -----------------------------------------------------------------------------------
+
+
+_KINDS = {  # per modality: dtype, nodata, attributes, and the range the values span
+    "S2L2A": ("uint16", 0, {"nodata": 0, "units": "reflectance x 10000"}, (200.0, 4000.0)),
+    "S2L1C": ("uint16", 0, {"nodata": 0, "units": "reflectance x 10000"}, (800.0, 4500.0)),
+    "S1GRD": ("float32", math.nan, {"units": "dB"}, (-25.0, 0.0)),
+    "S1RTC": ("float32", math.nan, {"units": "dB", "modality": "S1RTC"}, (-25.0, 0.0)),
+    "DEM": ("float32", math.nan, {"units": "m"}, (0.0, 2500.0)),
+}
+
+
+class SyntheticSource:
+    """Made-up but plausible pixels anywhere on Earth, for trying out and benchmarking runs without data.
+
+    Every pixel's value is a function of its position in the grid's CRS (smooth fields plus per-pixel
+    noise hashed from the pixel's global index), so any window, read by any worker, gives the same
+    pixels. Outside ``land`` (a lon/lat bbox or GeoJSON geometry; default everywhere) pixels are nodata,
+    the way an ocean is, so regions there are skipped without reading anything.
+    """
+
+    def __init__(self, modalities: Sequence[str] = ("S2L2A",), *, land=None, seed: int = 0):
+        self.modalities = tuple(resolve_modality(name).name for name in modalities)
+        unknown = [name for name in self.modalities if name not in _KINDS]
+        if unknown or not self.modalities:
+            raise InputError(f"synthetic pixels exist for {sorted(_KINDS)}, not {unknown or 'nothing'}")
+        self.seed = int(seed)
+        self.land = None if land is None else area_polygon(land)
+
+    def _bands(self):
+        for name in self.modalities:
+            spec = resolve_modality(name)
+            dtype, nodata, attrs, span = _KINDS[name]
+            for band in spec.bands or (name,):
+                yield band, np.dtype(dtype), nodata, attrs, span
+
+    def prototype(self, grid: PixelGrid) -> xr.Dataset:
+        shape = grid.shape
+        variables = {band: (("y", "x"), da.zeros(shape, chunks=shape, dtype=dtype), attrs)
+                     for band, dtype, _, attrs, _ in self._bands()}
+        return _georeferenced(xr.Dataset(variables), grid)
+
+    def covers(self, grid: PixelGrid, window: Window) -> bool:
+        if self.land is None:
+            return True
+        import shapely
+
+        return bool(self._land_in(grid.crs).intersects(shapely.box(*window_bounds(grid, window))))
+
+    def read(self, grid: PixelGrid, window: Window) -> xr.Dataset | None:
+        part = window_grid(grid, window)
+        inside = self._land_mask(part)
+        if inside is not None and not inside.any():
+            return None
+        size = abs(grid.transform.a)
+        rows = np.floor(part.y_coords() / size).astype(np.int64)[:, None]  # global pixel indices
+        cols = np.floor(part.x_coords() / size).astype(np.int64)[None, :]
+        variables = {}
+        for number, (band, dtype, nodata, attrs, (low, high)) in enumerate(self._bands()):
+            phase = 0.7 * number + self.seed
+            smooth = 0.5 + 0.3 * np.sin(cols * size / 3100.0 + phase) * np.cos(rows * size / 2300.0 - 0.5 * phase)
+            value = low + (high - low) * np.clip(smooth + 0.15 * (_noise(rows, cols, number, self.seed) - 0.5), 0, 1)
+            value = value.astype(dtype) if dtype.kind == "f" else np.maximum(value, 1).astype(dtype)
+            if inside is not None:
+                value = np.where(inside, value, nodata).astype(dtype)
+            variables[band] = (("y", "x"), value, attrs)
+        return _georeferenced(xr.Dataset(variables), part)
+
+    def _land_in(self, crs: str):
+        cached = getattr(self, "_projected", None)
+        if cached is None or not same_crs(cached[0], crs):
+            cached = (crs, project(self.land, crs))
+            self._projected = cached
+        return cached[1]
+
+    def _land_mask(self, part: PixelGrid) -> np.ndarray | None:
+        if self.land is None:
+            return None
+        from rasterio.features import geometry_mask
+
+        return geometry_mask([self._land_in(part.crs)], out_shape=part.shape, transform=part.transform, invert=True)
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_projected"}
+
+
+def _noise(rows: np.ndarray, cols: np.ndarray, band: int, seed: int) -> np.ndarray:
+    """Uniform [0, 1) per pixel from a 64-bit integer hash of its global index (splitmix64's finalizer)."""
+    with np.errstate(over="ignore"):
+        h = (rows.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ (cols.astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F))
+        h ^= np.uint64((band * 1_000_003 + seed * 7_919) & 0xFFFFFFFF)
+        h ^= h >> np.uint64(30)
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(27)
+        h *= np.uint64(0x94D049BB133111EB)
+        h ^= h >> np.uint64(31)
+    return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+
+
+# -- STAC ---------------------------------------------------------------------------------------------
+
+
+class StacSource:
+    """Pixels from STAC items, loaded per region window with :func:`xterramind.stac.load` (same bands,
+    units, offsets and cloud masks as a cube loaded whole).
+
+    ``items``: the path of a static catalogue or item collection (each worker reads it once), a list of
+    items or an ``ItemCollection``, or the URL of a STAC API, searched per region in ``collections``.
+    """
+
+    def __init__(self, items, modalities: Sequence[str] = ("S2L2A",), *, collections: Sequence[str] | None = None,
+                 time: str | None = None, composite: str | None = None, mask_clouds: bool = True):
+        from . import stac
+
+        self.modalities = tuple(stac._modality(name).name for name in modalities)
+        if not self.modalities:
+            raise InputError("modalities is empty; name what to load, e.g. ['S2L2A']")
+        if composite not in (None, "median"):
+            raise InputError(f"composite must be None or 'median', got {composite!r}")
+        if time is not None:
+            stac.in_time([], time)  # checks its form now, not in a worker
+        self.url = items if isinstance(items, str) and items.startswith(("http://", "https://")) else None
+        if self.url and not collections:
+            raise InputError("searching a STAC API needs collections=[...], e.g. ['sentinel-2-l2a']")
+        self.path = str(items) if self.url is None and isinstance(items, (str, os.PathLike)) else None
+        self.items = None if self.url or self.path else stac._as_items(items)
+        if self.path is not None and not Path(self.path).exists():
+            raise InputError(f"no STAC catalogue or item collection at {self.path}")
+        self.collections = list(collections or [])
+        self.time, self.composite, self.mask_clouds = time, composite, mask_clouds
+
+    def prototype(self, grid: PixelGrid) -> xr.Dataset:
+        from . import stac
+
+        variables = {}
+        for name in self.modalities:
+            spec = resolve_modality(name)
+            dtype, attrs = stac.band_dtype(name, self.composite), stac.band_attrs(name)
+            attrs = {k: v for k, v in attrs.items() if k != "nodata"} if self.composite else attrs
+            for band in spec.bands or (name,):
+                variables[band] = (("y", "x"), da.zeros(grid.shape, chunks=grid.shape, dtype=dtype), attrs)
+        return _georeferenced(xr.Dataset(variables), grid)
+
+    def covers(self, grid: PixelGrid, window: Window) -> bool:
+        return self.url is not None or bool(self._items(grid, window))
+
+    def read(self, grid: PixelGrid, window: Window) -> xr.Dataset | None:
+        from . import stac
+
+        items = self._items(grid, window)
+        if not items:
+            return None
+        part = window_grid(grid, window)
+        cube = stac.load(items, self.modalities, grid=part, time=self.time, composite=self.composite,
+                         mask_clouds=self.mask_clouds, chunks=max(part.shape))
+        if "time" in cube.dims:
+            raise InputError(f"{cube.sizes['time']} dates in {self.time}: a run takes one per pixel; pass composite='median'")
+        return cube.load()
+
+    def _items(self, grid: PixelGrid, window: Window) -> list:
+        from . import stac
+
+        west, south, east, north = _lonlat_bounds(grid.crs, window_bounds(grid, window))
+        if self.url is not None:
+            try:
+                from pystac_client import Client
+            except ImportError:
+                raise MissingDependencyError("searching a STAC API needs pystac-client: pip install 'xterramind[stac]'") from None
+
+            search = Client.open(self.url).search(collections=self.collections, bbox=(west, south, east, north),
+                                                  datetime=self.time)
+            return list(search.items())
+        items = _catalogue(self.path) if self.path is not None else self.items
+        return [item for item in stac.in_time(items, self.time)
+                if item.bbox is not None and item.bbox[0] < east and item.bbox[2] > west
+                and item.bbox[1] < north and item.bbox[3] > south]
+
+
+@functools.cache
+def _catalogue(path: str) -> list:
+    """A static catalogue's items, read once per process."""
+    from . import stac
+
+    return stac._as_items(path)
+
+
+def _lonlat_bounds(crs: str, bounds) -> tuple[float, float, float, float]:
+    from pyproj import Transformer
+
+    return Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform_bounds(*bounds, densify_pts=21)
