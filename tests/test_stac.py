@@ -5,23 +5,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import pystac
 import pytest
 import rasterio
 import xarray as xr
-from pyproj import Transformer
 from pystac.extensions.projection import ProjectionExtension
-from pystac.extensions.raster import RasterBand, RasterExtension
 from rasterio.transform import from_origin
 
 import xterramind
+from tests.stac_catalogue import EPSG, FIXTURES, L2A_NAMES, catalogue, l1c_files, lonlat_bbox, make_item, write_cog
 from xterramind import stac
 from xterramind.errors import InputError
-
-FIXTURES = Path(__file__).parent / "data" / "s2l1c_virginia"
-L2A_NAMES = {"B01": "coastal", "B02": "blue", "B03": "green", "B04": "red", "B05": "rededge1", "B06": "rededge2",
-             "B07": "rededge3", "B08": "nir", "B8A": "nir08", "B09": "nir09", "B11": "swir16", "B12": "swir22"}
-EPSG = 32618
 
 
 @pytest.fixture(autouse=True)
@@ -34,68 +27,17 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", refuse)
 
 
-def _lonlat_bbox(bounds):
-    """The lon/lat envelope of a UTM rectangle (all four corners: the grid is rotated against lon/lat)."""
-    to_lonlat = Transformer.from_crs(EPSG, 4326, always_xy=True)
-    lons, lats = to_lonlat.transform([bounds.left, bounds.left, bounds.right, bounds.right],
-                                     [bounds.bottom, bounds.top, bounds.bottom, bounds.top])
-    return [min(lons), min(lats), max(lons), max(lats)]
-
-
-def _item(item_id, files: dict[str, Path], when: datetime, properties=None, projection=True, bbox=None):
-    """A STAC item over real COGs, with per-asset projection and raster metadata as public catalogues have."""
-    if bbox is None:
-        with rasterio.open(next(iter(files.values()))) as first:
-            bbox = _lonlat_bbox(first.bounds)
-    west, south, east, north = bbox
-    footprint = {"type": "Polygon", "coordinates": [[[west, south], [east, south], [east, north], [west, north], [west, south]]]}
-    item = pystac.Item(item_id, footprint, bbox, when, properties=dict(properties or {}))
-    if projection:
-        ProjectionExtension.ext(item, add_if_missing=True).code = f"EPSG:{EPSG}"
-    for key, path in files.items():
-        asset = pystac.Asset(href=str(path), media_type=pystac.MediaType.COG, roles=["data"])
-        item.add_asset(key, asset)
-        with rasterio.open(path) as source:
-            if projection:
-                projected = ProjectionExtension.ext(asset)
-                projected.shape, projected.transform = [source.height, source.width], list(source.transform)[:6]
-            RasterExtension.ext(asset, add_if_missing=True).bands = [
-                RasterBand.create(nodata=source.nodata, data_type=str(source.dtypes[0]))]
-    return item
-
-
-def _catalogue(tmp_path, items) -> Path:
-    catalogue = pystac.Catalog("test", "offline test catalogue")
-    catalogue.add_items(items)
-    catalogue.normalize_hrefs(str(tmp_path / "stac"))
-    catalogue.save(pystac.CatalogType.SELF_CONTAINED)
-    return tmp_path / "stac" / "catalog.json"
-
-
-def _write(path: Path, data: np.ndarray, transform, crs=EPSG, nodata=None):
-    profile = {"driver": "GTiff", "height": data.shape[-2], "width": data.shape[-1], "count": 1, "dtype": data.dtype,
-               "crs": f"EPSG:{crs}", "transform": transform, "nodata": nodata, "tiled": True, "blockxsize": 256,
-               "blockysize": 256}
-    with rasterio.open(path, "w", **profile) as sink:
-        sink.write(data, 1)
-    return path
-
-
-def _l1c_files():
-    return {path.stem: path for path in sorted(FIXTURES.glob("*.tif"))}
-
-
 def _scl(tmp_path) -> Path:
     """A scene classification at 20 m: vegetation (4), with a cloud (9) and its shadow (3)."""
     scl = np.full((240, 240), 4, dtype=np.uint8)
     scl[20:60, 100:160], scl[70:90, 100:160] = 9, 3
-    return _write(tmp_path / "SCL.tif", scl, from_origin(442980, 4171980, 20, 20), nodata=0)
+    return write_cog(tmp_path / "SCL.tif", scl, from_origin(442980, 4171980, 20, 20), nodata=0)
 
 
 def _l2a_item(tmp_path, when, baseline="05.00", **properties):
-    files = {L2A_NAMES[band]: path for band, path in _l1c_files().items() if band in L2A_NAMES}
+    files = {L2A_NAMES[band]: path for band, path in l1c_files().items() if band in L2A_NAMES}
     files["scl"] = _scl(tmp_path)
-    return _item(f"l2a-{when:%Y%m%d}", files, when, {"s2:processing_baseline": baseline, **properties})
+    return make_item(f"l2a-{when:%Y%m%d}", files, when, {"s2:processing_baseline": baseline, **properties})
 
 
 def _read(band: str) -> np.ndarray:
@@ -107,7 +49,7 @@ JUNE = datetime(2024, 6, 1, 15, 50, tzinfo=UTC)
 
 
 def test_l1c_from_a_static_catalogue_is_pixel_exact(tmp_path):
-    path = _catalogue(tmp_path, [_item("l1c", _l1c_files(), JUNE, {"s2:processing_baseline": "02.04"})])
+    path = catalogue(tmp_path, [make_item("l1c", l1c_files(), JUNE, {"s2:processing_baseline": "02.04"})])
     cube = stac.load(path, ["S2L1C"])
     assert set(cube.data_vars) == {f"B{n:02d}" for n in range(1, 13)} | {"B8A"}
     assert cube.rio.crs.to_epsg() == EPSG and cube.rio.transform() == from_origin(442980, 4171980, 10, 10)
@@ -120,7 +62,7 @@ def test_l1c_from_a_static_catalogue_is_pixel_exact(tmp_path):
 
 
 def test_l2a_offset_is_removed_and_clouds_are_masked(tmp_path):
-    path = _catalogue(tmp_path, [_l2a_item(tmp_path, JUNE)])
+    path = catalogue(tmp_path, [_l2a_item(tmp_path, JUNE)])
     cube = stac.load(path, ["S2L2A"])
     raw = _read("B02").astype(np.int64)
     blue = cube["B02"].values.astype(np.int64)
@@ -136,7 +78,7 @@ def test_l2a_offset_is_removed_and_clouds_are_masked(tmp_path):
 def test_providers_that_removed_the_offset_and_old_baselines_are_left_alone(tmp_path):
     items = [_l2a_item(tmp_path, JUNE, "05.00", **{"earthsearch:boa_offset_applied": True}),
              _l2a_item(tmp_path, datetime(2021, 6, 1, 15, 50, tzinfo=UTC), "03.00")]
-    cube = stac.load(_catalogue(tmp_path, items), ["S2L2A"], mask_clouds=False)
+    cube = stac.load(catalogue(tmp_path, items), ["S2L2A"], mask_clouds=False)
     assert cube.sizes["time"] == 2
     for t in range(2):
         np.testing.assert_array_equal(cube["B02"].isel(time=t).values, _read("B02"))
@@ -145,9 +87,9 @@ def test_providers_that_removed_the_offset_and_old_baselines_are_left_alone(tmp_
 def test_time_selection_and_a_cloud_masked_median(tmp_path):
     cloudy = _l2a_item(tmp_path, JUNE)
     clear = _l2a_item(tmp_path, datetime(2024, 6, 11, 15, 50, tzinfo=UTC))
-    clear.assets["scl"].href = str(_write(tmp_path / "SCL_clear.tif", np.full((240, 240), 4, np.uint8),
+    clear.assets["scl"].href = str(write_cog(tmp_path / "SCL_clear.tif", np.full((240, 240), 4, np.uint8),
                                          from_origin(442980, 4171980, 20, 20), nodata=0))
-    path = _catalogue(tmp_path, [cloudy, clear])
+    path = catalogue(tmp_path, [cloudy, clear])
     single = stac.load(path, ["S2L2A"], time="2024-06-11")
     assert "time" not in single.dims
     median = stac.load(path, ["S2L2A"], time="2024-06-01/2024-06-30", composite="median")
@@ -162,15 +104,15 @@ def test_time_selection_and_a_cloud_masked_median(tmp_path):
 def _s1_item(tmp_path, values, when=JUNE):
     files = {}
     for band, value in (("vv", values), ("vh", values / 5)):
-        files[band] = _write(tmp_path / f"{band}.tif", value.astype(np.float32), from_origin(442980, 4171980, 10, 10))
-    return _item("s1", files, when, {"sar:instrument_mode": "IW"})
+        files[band] = write_cog(tmp_path / f"{band}.tif", value.astype(np.float32), from_origin(442980, 4171980, 10, 10))
+    return make_item("s1", files, when, {"sar:instrument_mode": "IW"})
 
 
 def test_sentinel1_linear_power_becomes_db_and_db_input_is_caught(tmp_path):
     linear = np.full((480, 480), 0.05, dtype=np.float32)
     linear[:10] = 0  # nodata
-    s2 = _item("l1c", _l1c_files(), JUNE)
-    path = _catalogue(tmp_path, [s2, _s1_item(tmp_path, linear)])
+    s2 = make_item("l1c", l1c_files(), JUNE)
+    path = catalogue(tmp_path, [s2, _s1_item(tmp_path, linear)])
     cube = stac.load(path, ["S2L1C", "S1GRD"])
     vv = cube["VV"].values
     np.testing.assert_allclose(vv[10:], 10 * np.log10(0.05), rtol=1e-6)
@@ -180,22 +122,22 @@ def test_sentinel1_linear_power_becomes_db_and_db_input_is_caught(tmp_path):
     assert rtc.terramind.embed(xterramind.load_model("terramind_micro", weights="random")).attrs["modalities"] == ["S1RTC"]
     decibels = tmp_path / "db"
     decibels.mkdir()
-    db_path = _catalogue(decibels, [_s1_item(decibels, np.full((480, 480), -12.0))])
+    db_path = catalogue(decibels, [_s1_item(decibels, np.full((480, 480), -12.0))])
     with pytest.raises(InputError, match="look like dB already"):
         _ = stac.load(db_path, ["S1GRD"])["VV"].values
 
 
 def test_dem_is_resampled_onto_the_grid(tmp_path):
     """A DEM in degrees (as Copernicus DEM), a plane rising to the east: bilinear onto the 10 m UTM grid."""
-    west, south, east, north = _lonlat_bbox(rasterio.open(FIXTURES / "B02.tif").bounds)
+    west, south, east, north = lonlat_bbox(rasterio.open(FIXTURES / "B02.tif").bounds)
     step = 1 / 3600
     columns = int((east - west) / step) + 4
     rows = int((north - south) / step) + 4
     plane = np.tile((np.arange(columns) * 0.5).astype(np.float32), (rows, 1))
-    dem = _write(tmp_path / "dem.tif", plane, from_origin(west - step, north + step, step, step), crs=4326, nodata=-9999)
-    item = _item("dem", {"data": dem}, JUNE, projection=False, bbox=[west - step, south - 3 * step, east + 3 * step, north + step])
+    dem = write_cog(tmp_path / "dem.tif", plane, from_origin(west - step, north + step, step, step), crs=4326, nodata=-9999)
+    item = make_item("dem", {"data": dem}, JUNE, projection=False, bbox=[west - step, south - 3 * step, east + 3 * step, north + step])
     ProjectionExtension.ext(item, add_if_missing=True).code = "EPSG:4326"
-    path = _catalogue(tmp_path, [_item("l1c", _l1c_files(), JUNE), item])
+    path = catalogue(tmp_path, [make_item("l1c", l1c_files(), JUNE), item])
     cube = stac.load(path, ["S2L1C", "DEM"])
     heights = cube["DEM"].values
     assert heights.shape == (480, 480) and np.isfinite(heights).all()
@@ -204,7 +146,7 @@ def test_dem_is_resampled_onto_the_grid(tmp_path):
 
 
 def test_embed_and_generate_write_georeferenced_stores(tmp_path):
-    cube = stac.load(_catalogue(tmp_path, [_l2a_item(tmp_path, JUNE)]), ["S2L2A"])
+    cube = stac.load(catalogue(tmp_path, [_l2a_item(tmp_path, JUNE)]), ["S2L2A"])
     model = xterramind.load_model("terramind_micro", weights="random")
     cube.terramind.embed(model).terramind.to_zarr(tmp_path / "emb.zarr")
     cube.terramind.generate("LULC", model, seed=1).terramind.to_zarr(tmp_path / "lulc.zarr")
@@ -213,21 +155,21 @@ def test_embed_and_generate_write_georeferenced_stores(tmp_path):
 
 
 def test_bad_requests_get_clear_errors(tmp_path):
-    l1c = _item("l1c", _l1c_files(), JUNE)
-    path = _catalogue(tmp_path, [l1c])
+    l1c = make_item("l1c", l1c_files(), JUNE)
+    path = catalogue(tmp_path, [l1c])
     with pytest.raises(InputError, match="no STAC items"):
         stac.load([], ["S2L2A"])
     with pytest.raises(InputError, match="lacks"):
         stac.load(path, ["S1GRD"])
-    without_swir = _item("partial", {k: v for k, v in _l1c_files().items() if k != "B12"}, JUNE)
+    without_swir = make_item("partial", {k: v for k, v in l1c_files().items() if k != "B12"}, JUNE)
     with pytest.raises(InputError, match=r"lacks \['B12'\]"):
         stac.load([without_swir], ["S2L1C"])
-    unprojected = _item("bare", _l1c_files(), JUNE, projection=False)
+    unprojected = make_item("bare", l1c_files(), JUNE, projection=False)
     with pytest.raises(InputError, match="projection extension"):
         stac.load([unprojected], ["S2L1C"])
     with pytest.raises(InputError, match=r"UTM zones 17\.\.18.*load_by_zone"):
         stac.load(path, ["S2L1C"], bbox=(-79.0, 37.5, -77.0, 37.8))
-    no_scl = _item("l2a", {L2A_NAMES[band]: file for band, file in _l1c_files().items() if band in L2A_NAMES}, JUNE)
+    no_scl = make_item("l2a", {L2A_NAMES[band]: file for band, file in l1c_files().items() if band in L2A_NAMES}, JUNE)
     with pytest.raises(InputError, match="SCL"):
         stac.load([no_scl], ["S2L2A"])
     with pytest.raises(InputError, match="not RGB"):
@@ -235,8 +177,8 @@ def test_bad_requests_get_clear_errors(tmp_path):
 
 
 def test_one_cube_per_utm_zone(tmp_path):
-    path = _catalogue(tmp_path, [_item("l1c", _l1c_files(), JUNE)])
-    west, south, east, north = _lonlat_bbox(rasterio.open(FIXTURES / "B02.tif").bounds)
+    path = catalogue(tmp_path, [make_item("l1c", l1c_files(), JUNE)])
+    west, south, east, north = lonlat_bbox(rasterio.open(FIXTURES / "B02.tif").bounds)
     cubes = stac.load_by_zone(path, ["S2L1C"], bbox=(west - 3.5, south, east, north))  # reaches into zone 17
     assert set(cubes) == {"EPSG:32617", "EPSG:32618"}
     assert cubes["EPSG:32617"].rio.crs.to_epsg() == 32617 and cubes["EPSG:32618"].rio.crs.to_epsg() == 32618

@@ -36,8 +36,10 @@ import rioxarray  # noqa: F401  (registers the .rio accessor this module uses)
 import xarray as xr
 
 from .errors import InputError, MissingDependencyError
+from .grid import PixelGrid
 from .modalities import _alias_table, _key
 from .models.registry import resolve_modality
+from .planner import utm_crs, utm_zone
 
 SCL_MASKED = (0, 1, 3, 8, 9, 10)  # no data, saturated/defective, cloud shadow, cloud medium/high, cirrus
 OFFSET = 1000
@@ -57,6 +59,7 @@ def load(
     composite: str | None = None,
     mask_clouds: bool = True,
     chunks: int = 1024,
+    grid: PixelGrid | None = None,
 ) -> xr.Dataset:
     """One lazy, aligned cube of the given modalities from STAC items (see the module docstring).
 
@@ -71,6 +74,8 @@ def load(
         resolution: pixel size in metres (default 10).
         composite: ``None`` (every date), or ``"median"`` (a cloud-masked median over the dates).
         chunks: dask chunk side in pixels.
+        grid: load onto exactly this pixel grid (instead of ``bbox``/``crs``/``resolution``), as a
+            planned run's region windows do.
 
     Example:
         >>> cube = xterramind.stac.load(search, ["S2L2A", "S1GRD"], bbox=(-75.9, 37.5, -75.6, 37.8),
@@ -82,11 +87,14 @@ def load(
     specs = [_modality(name) for name in modalities]
     if not specs:
         raise InputError("modalities is empty; name what to load, e.g. ['S2L2A']")
-    primary = [item for item in items if _provides(item, specs[0])]  # the first modality sets the grid
-    area = _area(bbox, geometry, primary or items)
-    crs = crs or _utm_crs(area)
-    extent = _extent(bbox, geometry)
-    geobox = None
+    if grid is None:
+        primary = [item for item in items if _provides(item, specs[0])]  # the first modality sets the grid
+        crs = crs or _utm_crs(_area(bbox, geometry, primary or items))
+        extent, geobox = _extent(bbox, geometry), None
+    else:
+        from odc.geo.geobox import GeoBox
+
+        geobox = GeoBox(grid.shape, grid.transform, grid.crs)
     parts = []
     for spec in specs:
         chosen = [item for item in items if _provides(item, spec)]
@@ -112,12 +120,12 @@ def load(
 def load_by_zone(items, modalities: Sequence[str] = ("S2L2A",), *, bbox: Sequence[float], **options) -> dict[str, xr.Dataset]:
     """One cube per UTM zone that ``bbox`` touches, each on its own zone's grid, keyed by EPSG code."""
     west, south, east, north = bbox
-    zones = range(_zone(west), _zone(east) + 1)
+    zones = range(utm_zone(west), utm_zone(east) + 1)
     cubes = {}
     for zone in zones:
         low, high = -180 + 6 * (zone - 1), -180 + 6 * zone
         part = (max(west, low), south, min(east, high), north)
-        crs = _utm_epsg(zone, (south + north) / 2)
+        crs = utm_crs(zone, (south + north) / 2)
         cubes[crs] = load(items, modalities, bbox=part, crs=crs, **options)
     return cubes
 
@@ -156,13 +164,18 @@ def _as_items(items) -> list:
     return items
 
 
-def _filter_by_time(items: list, time: str | None) -> list:
+def in_time(items: list, time: str | None) -> list:
+    """The items dated within ``time`` (one day, or ``start/end``)."""
     if time is None:
         return items
     start, _, end = str(time).partition("/")
     low = _day(start)
     high = _day(end) if end else low
-    kept = [item for item in items if item.datetime is not None and low <= item.datetime.date() <= high]
+    return [item for item in items if item.datetime is not None and low <= item.datetime.date() <= high]
+
+
+def _filter_by_time(items: list, time: str | None) -> list:
+    kept = in_time(items, time)
     if not kept:
         dates = sorted({str(item.datetime.date()) for item in items if item.datetime})
         raise InputError(f"no items in {time}; the items are from {dates[:10]}{' ...' if len(dates) > 10 else ''}")
@@ -259,24 +272,16 @@ def _extent(bbox, geometry) -> dict:
     return {"bbox": tuple(bbox)} if bbox is not None else {}
 
 
-def _zone(lon: float) -> int:
-    return min(int((lon + 180) // 6) + 1, 60)
-
-
-def _utm_epsg(zone: int, lat: float) -> str:
-    return f"EPSG:{(32600 if lat >= 0 else 32700) + zone}"
-
-
 def _utm_crs(area) -> str:
     west, south, east, north = area
-    first, last = _zone(west), _zone(east)
+    first, last = utm_zone(west), utm_zone(east)
     if first != last or (south < 0 < north):
         raise InputError(
             f"the area spans UTM zones {first}..{last}{' and both hemispheres' if south < 0 < north else ''}: TerraMind "
             "works on one pixel grid. Pass crs= to put everything on one grid (pixels outside it are reprojected), "
             "or use xterramind.stac.load_by_zone(...) for one cube per zone"
         )
-    return _utm_epsg(first, (south + north) / 2)
+    return utm_crs(first, (south + north) / 2)
 
 
 # -- values -------------------------------------------------------------------------------------------
@@ -297,15 +302,29 @@ def _prepare(loaded: xr.Dataset, spec, assets: dict[str, str], items, mask_cloud
             values = xr.where(shift, harmonized, values) if shift is not None else values
             if valid is not None:
                 values = values.where(valid, 0)
-            out[band] = values.astype(loaded[key].dtype).assign_attrs(nodata=0, units="reflectance x 10000")
+            out[band] = values.astype(loaded[key].dtype).assign_attrs(band_attrs(spec.name))
     elif spec.name in ("S1GRD", "S1RTC"):
         for band, key in assets.items():
-            out[band] = _to_db(loaded[key]).assign_attrs(units="dB", modality=spec.name)
+            out[band] = _to_db(loaded[key]).assign_attrs(band_attrs(spec.name))
     else:
         values = loaded[assets["DEM"]].astype("float32")
         nodata = loaded[assets["DEM"]].attrs.get("nodata")
-        out["DEM"] = (values.where(values != nodata) if nodata is not None else values).assign_attrs(units="m")
+        out["DEM"] = (values.where(values != nodata) if nodata is not None else values).assign_attrs(band_attrs("DEM"))
     return xr.Dataset(out)
+
+
+def band_attrs(modality: str) -> dict:
+    """The attributes every band of ``modality`` gets from :func:`load` (before any composite)."""
+    if modality in ("S2L2A", "S2L1C"):
+        return {"nodata": 0, "units": "reflectance x 10000"}
+    if modality in ("S1GRD", "S1RTC"):
+        return {"units": "dB", "modality": modality}
+    return {"units": "m"}
+
+
+def band_dtype(modality: str, composite: str | None) -> str:
+    """The dtype of ``modality``'s bands from :func:`load`: Sentinel-2 keeps its digital numbers unless composited."""
+    return "uint16" if modality in ("S2L2A", "S2L1C") and composite is None else "float32"
 
 
 def _offset_by_time(loaded: xr.Dataset, items) -> xr.DataArray | None:
