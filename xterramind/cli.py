@@ -75,6 +75,41 @@ def search(args: argparse.Namespace) -> None:
     print(hits[["rank", "cell_id", "score", "lon", "lat", "time", "valid_fraction"]].to_string(index=False))
 
 
+def run(args: argparse.Namespace) -> int:
+    """Run (or with --dry-run, plan and cost) the configuration file's verb over its area."""
+    import logging
+
+    from . import runner
+    from .config import load_config
+
+    config = load_config(args.config)
+    source = config.make_source()
+    plan = config.make_plan(source)
+    model = config.make_model()
+    forecast = runner.forecast(plan, source, config.verb, model, tiles_per_second=args.tiles_per_second, **config.options)
+    print(forecast)
+    if args.dry_run:
+        return 0
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logging.getLogger("xterramind").addHandler(handler)
+    logging.getLogger("xterramind").setLevel(logging.INFO)
+    client = None
+    if config.cluster:
+        from distributed import Client
+
+        client = Client(config.cluster)
+    try:
+        report = runner.run(plan, source, config.verb, model, config.output, client=client, in_flight=config.in_flight,
+                            gpu=config.gpu, overwrite=args.overwrite, zarr_format=config.zarr_format, limit=args.limit,
+                            **config.options)
+    finally:
+        if client is not None:
+            client.close()
+    print(report)
+    return 1 if report.failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="xterramind", description="TerraMind over Earth-observation datacubes.")
     parser.add_argument("--version", action="version", version=f"xterramind {__version__}")
@@ -102,13 +137,21 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--bbox", nargs=4, type=float, metavar=("W", "S", "E", "N"), help="the mean of these cells")
     run_search.add_argument("-k", type=int, default=10, help="how many hits (default 10)")
     run_search.set_defaults(run=search)
+    run_area = commands.add_parser("run", help="run a verb over an area on a Dask cluster, from a configuration file")
+    run_area.add_argument("config", help="a YAML file: area, source, verb, model, output, cluster (see xterramind.config)")
+    run_area.add_argument("--dry-run", action="store_true", help="print the zones, regions, tiles, output size and "
+                          "model time, and stop")
+    run_area.add_argument("--limit", type=int, help="compute at most this many regions (a trial)")
+    run_area.add_argument("--tiles-per-second", type=float, help="the model's speed for the time estimate "
+                          "(default: measured now on this machine)")
+    run_area.add_argument("--overwrite", action="store_true", help="replace an existing output store")
+    run_area.set_defaults(run=run)
     args = parser.parse_args(argv)
     try:
-        args.run(args)
+        return args.run(args) or 0
     except XterramindError as error:
         print(f"xterramind: error: {error}", file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

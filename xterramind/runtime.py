@@ -7,6 +7,7 @@ process loads each model once, however many tasks use it.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections import Counter
 
@@ -54,6 +55,14 @@ def autocast(device: torch.device, precision: str):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def use_thread_setting() -> None:
+    """Apply ``XTERRAMIND_TORCH_THREADS`` to torch in this process (Dask's nanny pins workers to one
+    thread; a CPU worker meant to use every core says so through this variable)."""
+    wanted = os.environ.get("XTERRAMIND_TORCH_THREADS")
+    if wanted and torch.get_num_threads() != int(wanted):
+        torch.set_num_threads(int(wanted))
 
 
 def shared(key, build):

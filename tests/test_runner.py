@@ -1,0 +1,265 @@
+"""Area runs on a real multi-process Dask cluster: results, resources, lost workers, a killed driver, graph size."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import xarray as xr
+import yaml
+import zarr
+from distributed import Client, Nanny, Scheduler, SpecCluster
+
+import xterramind
+from tests.stac_catalogue import FIXTURES, catalogue, l1c_files, lonlat_bbox, make_item
+from xterramind import cli, runner
+from xterramind.errors import InputError
+from xterramind.modalities import grid_of
+from xterramind.planner import plan_area, plan_grid
+from xterramind.sources import CubeSource, StacSource, SyntheticSource
+from xterramind.store import StoreError
+
+AREA = (9.0, 45.0, 9.12, 45.08)  # about 9.5 x 9 km in zone 32
+LAND = (9.0, 45.0, 9.06, 45.08)  # the western half has data, the rest is "sea"
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Two worker processes; only the first offers the (fake) GPU resource."""
+    workers = {"gpu": {"cls": Nanny, "options": {"nthreads": 1, "resources": {"GPU": 1}}},
+               "cpu": {"cls": Nanny, "options": {"nthreads": 1}}}
+    with SpecCluster(workers=workers, scheduler={"cls": Scheduler, "options": {"dashboard_address": ":0"}}) as spec:
+        yield spec
+
+
+@pytest.fixture(scope="module")
+def client(cluster):
+    with Client(cluster) as connected:
+        connected.wait_for_workers(2)
+        yield connected
+
+
+@pytest.fixture(scope="module")
+def model():
+    return xterramind.load_model("terramind_micro", weights="random", device="cpu", precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def reference(client, model, tmp_path_factory):
+    """An uninterrupted run: 20 regions, 10 of them over land."""
+    store = tmp_path_factory.mktemp("reference") / "area.zarr"
+    plan = plan_area(AREA, region=24)
+    report = runner.run(plan, SyntheticSource(land=LAND), "embed", model, store, client=client, gpu=False)
+    return plan, store, report
+
+
+def _embeddings(store, zone="utm32n") -> np.ndarray:
+    return xr.open_zarr(store, group=zone)["embeddings"].values
+
+
+def _marked(store, zone="utm32n") -> int:
+    """Regions marked done in the ledger (0 while the store is still being created)."""
+    try:
+        return int((zarr.open_array(str(store), path=f"{zone}/xterramind/done", mode="r")[...] > 0).sum())
+    except (FileNotFoundError, KeyError, zarr.errors.NodeNotFoundError, zarr.errors.ArrayNotFoundError):
+        return 0
+
+
+def test_a_run_equals_the_accessor_on_the_same_pixels(reference, model):
+    plan, store, report = reference
+    zone = plan.zones[0]
+    assert report.regions == len(zone.cells) == report.written + report.empty and not report.failed
+    assert report.empty > 0 and report.written > 0  # the sea was skipped, the land computed
+    cube = SyntheticSource(land=LAND).read(zone.grid, ((0, zone.grid.height), (0, zone.grid.width)))
+    expected = cube.terramind.embed(model, chunks=zone.chunk).compute(scheduler="threads")
+    stored = xr.open_zarr(store, group=zone.name, decode_coords="all")["embeddings"]
+    np.testing.assert_allclose(stored.values, expected.values, atol=1e-5, rtol=0)
+    assert stored.rio.crs.to_epsg() == 32632 and stored.rio.transform() == expected.rio.transform()
+    assert zone.grid.transform.c % (zone.chunk * 16 * 10) == 0  # the grid sits on the zone's region lattice
+
+
+def test_an_opened_cube_runs_on_its_own_grid(client, model, tmp_path):
+    cube = xterramind.open_sample()
+    plan = plan_grid(grid_of(cube, "sample"), region=24)
+    report = runner.run(plan, CubeSource(cube), "generate", model, tmp_path / "lulc.zarr", client=client, targets="LULC",
+                        seed=3)
+    assert report.written == 4 and report.regions == 4  # 30 x 30 tokens in regions of 24
+    expected = cube.terramind.generate("LULC", model, seed=3, chunks=24).compute(scheduler="threads")
+    stored = xr.open_zarr(tmp_path / "lulc.zarr", group=plan.zones[0].name)
+    np.testing.assert_array_equal(stored.LULC.values, expected.LULC.values)
+
+
+def test_model_tasks_run_only_on_the_gpu_worker(reference, cluster, client, model, tmp_path):
+    plan, expected_store, _ = reference
+    report = runner.run(plan, SyntheticSource(land=LAND), "embed", model, tmp_path / "gpu.zarr", client=client)
+    gpu = cluster.workers["gpu"].worker_address
+    assert report.written and {outcome.worker for outcome in report.outcomes} == {gpu}
+    np.testing.assert_array_equal(_embeddings(tmp_path / "gpu.zarr"), _embeddings(expected_store))
+
+
+def test_a_worker_killed_mid_run_changes_nothing(reference, cluster, client, model, tmp_path):
+    plan, expected_store, _ = reference
+    store = tmp_path / "killed.zarr"
+    victim = cluster.workers["cpu"].worker_address
+    pid = client.run(os.getpid, workers=[victim])[victim]
+    killed_at = []
+
+    def kill_when_started():
+        while not (store / "utm32n").exists() or _marked(store) < 2:
+            time.sleep(0.02)
+        killed_at.append(_marked(store))
+        os.kill(pid, signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_when_started, daemon=True)
+    killer.start()
+    report = runner.run(plan, SyntheticSource(land=LAND), "embed", model, store, client=client, gpu=False, in_flight=2)
+    killer.join(timeout=5)
+    assert killed_at and killed_at[0] < len(plan.zones[0].cells)  # the worker died with regions left to do
+    assert not report.failed and report.written + report.empty == len(plan.zones[0].cells)
+    np.testing.assert_array_equal(_embeddings(store), _embeddings(expected_store))
+    client.wait_for_workers(2, timeout=60)  # the nanny brought a new worker process up
+    assert victim not in client.scheduler_info()["workers"]
+
+
+def _config(folder: Path, scheduler: str, **extra) -> Path:
+    settings = {"area": list(AREA), "source": {"synthetic": {"modalities": ["S2L2A"], "land": list(LAND)}},
+                "verb": "embed", "model": "terramind_micro", "weights": "random", "device": "cpu", "precision": "fp32",
+                "output": "area.zarr", "region": 24, "cluster": scheduler, "gpu": False, "in_flight": 2} | extra
+    path = folder / "run.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    return path
+
+
+def _command(config: Path, *options) -> list[str]:
+    return [sys.executable, "-m", "xterramind.cli", "run", str(config), "--tiles-per-second", "100", *options]
+
+
+def test_a_killed_driver_is_finished_by_the_same_command(reference, client, tmp_path):
+    plan, expected_store, _ = reference
+    config = _config(tmp_path, client.scheduler.address)
+    store = tmp_path / "area.zarr"
+    driver = subprocess.Popen(_command(config), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 120
+        while (not (store / "utm32n").exists() or _marked(store) < 3) and time.time() < deadline:
+            time.sleep(0.02)
+        driver.send_signal(signal.SIGKILL)
+    finally:
+        driver.wait(timeout=30)
+    assert driver.returncode == -signal.SIGKILL
+    done = _settled(client, store)
+    total = len(plan.zones[0].cells)
+    assert 3 <= done < total
+    rerun = subprocess.run(_command(config), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    summary = rerun.stdout.strip().splitlines()[-1]
+    computed, empty, skipped = (int(summary.split(word)[0].split()[-1]) for word in (" regions computed", " without data",
+                                                                                      " already complete"))
+    assert skipped == done and computed + empty == total - done  # only the missing regions were recomputed
+    np.testing.assert_array_equal(_embeddings(store), _embeddings(expected_store))
+
+
+def _settled(client, store) -> int:
+    """Regions marked once the tasks the dead driver left behind have finished (they still write)."""
+    while client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)) or any(
+            client.run(lambda dask_worker: len(dask_worker.state.executing)).values()):
+        time.sleep(0.1)
+    time.sleep(0.5)
+    return _marked(store)
+
+
+def test_the_scheduler_holds_a_bounded_number_of_tasks_whatever_the_area(client, model, tmp_path):
+    """A 1,000,000 km2 plan: its first waves never put more than 2 x (in_flight + 1) tasks on the scheduler."""
+    plan = plan_area((4.0, 43.0, 17.0, 52.3))
+    assert plan.area_km2 > 1_000_000 and plan.regions > 500
+    source = SyntheticSource(land=(16.5, 43.0, 17.0, 43.5))  # far from the first regions: they read nothing
+    peak, running = [0], [True]
+
+    def watch():
+        while running[0]:
+            peak[0] = max(peak[0], client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)))
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        report = runner.run(plan, source, "embed", model, tmp_path / "continent.zarr", client=client, in_flight=6,
+                            limit=60, gpu=False)
+    finally:
+        running[0] = False
+        watcher.join(timeout=5)
+    assert report.empty == 60 and report.regions == plan.regions
+    assert 0 < peak[0] <= 2 * (6 + 1)
+
+
+def test_stac_items_are_read_per_region_like_a_whole_load(client, model, tmp_path):
+    with_items = catalogue(tmp_path, [make_item("l1c", l1c_files(), datetime(2024, 6, 1, tzinfo=UTC))])
+    west, south, east, north = lonlat_bbox(rasterio.open(FIXTURES / "B02.tif").bounds)
+    plan = plan_area((west + 0.005, south + 0.005, east - 0.005, north - 0.005), region=24)
+    source = StacSource(str(with_items), ["S2L1C"])
+    report = runner.run(plan, source, "embed", model, tmp_path / "stac.zarr", client=client, gpu=False)
+    assert report.written > 0 and not report.failed
+    zone = plan.zones[0]
+    whole = xterramind.stac.load(with_items, ["S2L1C"], grid=zone.grid)
+    expected = whole.terramind.embed(model, chunks=zone.chunk).compute(scheduler="threads")
+    stored = _embeddings(tmp_path / "stac.zarr", zone.name)
+    assert np.isfinite(stored).any()
+    np.testing.assert_allclose(stored, expected.values, atol=1e-5, rtol=0)
+
+
+def test_bad_runs_get_clear_errors(client, model, tmp_path):
+    plan = plan_area(AREA, region=24)
+    source = SyntheticSource(land=LAND)
+    with pytest.raises(InputError, match="verb must be one of"):
+        runner.run(plan, source, "paint", model, tmp_path / "a.zarr", client=client)
+    with pytest.raises(InputError, match="belong to the plan"):
+        runner.run(plan, source, "embed", model, tmp_path / "b.zarr", client=client, chunks=12)
+    with pytest.raises(InputError, match="targets"):
+        runner.run(plan, source, "generate", model, tmp_path / "c.zarr", client=client)
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "file.txt").write_text("mine")
+    with pytest.raises(StoreError, match="not an xterramind run store"):
+        runner.run(plan, source, "embed", model, tmp_path / "taken", client=client)
+    assert (tmp_path / "taken" / "file.txt").read_text() == "mine"
+    with pytest.raises(InputError, match="no worker offers the GPU"):
+        runner.run(plan, source, "embed", model, tmp_path / "d.zarr", client=_cpu_only_client(), gpu=True)
+    assert not (tmp_path / "d.zarr").exists()
+    runner.run(plan, source, "embed", model, tmp_path / "e.zarr", client=client, limit=1, gpu=False)
+    with pytest.raises(StoreError, match="holds zones"):
+        runner.run(plan_area((15.0, 45.0, 15.1, 45.1), region=24), source, "embed", model, tmp_path / "e.zarr", client=client)
+    with pytest.raises(StoreError, match="different result"):
+        runner.run(plan, source, "embed", model, tmp_path / "e.zarr", client=client, layer=0, gpu=False)
+    with pytest.raises(InputError, match="one date per pixel"):
+        CubeSource(xterramind.open_sample().expand_dims(time=2))
+
+
+class _cpu_only_client:
+    """Stands in for a client of a cluster without GPU workers (only what the resource check reads)."""
+
+    def scheduler_info(self):
+        return {"workers": {"tcp://cpu:1": {"nthreads": 1, "resources": {}}}}
+
+
+def test_command_line_dry_run_and_config_errors(tmp_path, capsys):
+    config = _config(tmp_path, "")
+    dry = subprocess.run(_command(config, "--dry-run"), capture_output=True, text=True, timeout=120)
+    assert dry.returncode == 0, dry.stderr
+    assert "utm32n" in dry.stdout and "device-hours at 100.0 tiles/s" in dry.stdout
+    assert not (tmp_path / "area.zarr").exists()
+    broken = tmp_path / "broken.yaml"
+    for text, message in [("area: [1, 2, 3, 4]\nsource: {synthetic: {}}\noutput: x.zarr\nspeed: 3\n", "unknown settings ['speed']"),
+                          ("area: [1, 2, 3, 4]\nsource: {synthetic: {}}\n", "missing ['output']"),
+                          ("area: [1, 2, 3, 4]\nsource: {stac: a, cube: b}\noutput: x.zarr\n", "exactly one of"),
+                          ("area: [1, 2\n", "not valid YAML"),
+                          ("area: [9, 45, 8, 46]\nsource: {synthetic: {}}\noutput: x.zarr\n", "west < east"),
+                          ("area: [9, 45, 9.1, 45.1]\nsource: {cube: nowhere.zarr}\noutput: x.zarr\n", "no cube at")]:
+        broken.write_text(text)
+        assert cli.main(["run", str(broken), "--dry-run"]) == 1
+        assert message in capsys.readouterr().err, text

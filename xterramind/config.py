@@ -1,0 +1,137 @@
+"""``xterramind run`` configuration files: what to run, over which area, from which pixels, to where.
+
+A YAML (or JSON) mapping; paths are relative to the file::
+
+    area: [9.0, 45.0, 9.5, 45.5]        # west, south, east, north in degrees, or a GeoJSON file
+    source:                             # one of these three:
+      stac: catalog.json                #   a static catalogue, an item collection, or a STAC API URL
+      collections: [sentinel-2-l2a]     #   (searching an API)
+      modalities: [S2L2A]
+      time: 2024-06-01/2024-08-31
+      composite: median
+    # source: {cube: scene.zarr}        #   an opened cube (zarr or GeoTIFF): the run uses its own grid
+    # source: {synthetic: {modalities: [S2L2A], land: [9.0, 45.0, 9.2, 45.5]}}
+    verb: embed                         # embed | generate | tokenize
+    options: {batch_size: 64}           # the verb's options, e.g. {targets: [LULC], seed: 0} to generate
+    model: terramind_v1_base
+    weights: auto                       # auto | random | a checkpoint file
+    output: area.zarr
+    cluster: tcp://scheduler:8786       # default: a cluster on this machine
+    resolution: 10                      # metres per pixel (STAC and synthetic sources)
+    region: 256                         # region (store chunk) side in tokens
+    in_flight: 32                       # regions on the cluster at once
+    gpu: auto                           # auto | true | false
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import InputError
+
+KEYS = {"area", "source", "verb", "options", "model", "weights", "device", "precision", "output", "cluster",
+        "resolution", "region", "in_flight", "gpu", "zarr_format"}
+SOURCE_KINDS = ("stac", "cube", "synthetic")
+
+
+@dataclass
+class RunConfig:
+    area: object
+    source: dict
+    output: Path
+    verb: str = "embed"
+    options: dict = field(default_factory=dict)
+    model: str = "terramind_v1_base"
+    weights: str = "auto"
+    device: str = "auto"
+    precision: str = "auto"
+    cluster: str | None = None
+    resolution: float = 10.0
+    region: int = 256
+    in_flight: int | None = None
+    gpu: str | bool = "auto"
+    zarr_format: int = 3
+    folder: Path = Path(".")
+
+    def make_source(self):
+        from . import sources
+
+        kind = next(k for k in SOURCE_KINDS if k in self.source)
+        if kind == "synthetic":
+            spec = self.source["synthetic"] or {}
+            land = spec.get("land")
+            return sources.SyntheticSource(spec.get("modalities", ["S2L2A"]), seed=spec.get("seed", 0),
+                                           land=str(self._path(land)) if isinstance(land, str) else land)
+        if kind == "cube":
+            return sources.CubeSource(_open_cube(self._path(self.source["cube"])))
+        where = self.source["stac"]
+        where = where if str(where).startswith(("http://", "https://")) else str(self._path(where))
+        extra = {k: self.source[k] for k in ("collections", "time", "composite", "mask_clouds") if k in self.source}
+        return sources.StacSource(where, self.source.get("modalities", ["S2L2A"]), **extra)
+
+    def make_plan(self, source):
+        from . import planner, sources
+
+        if isinstance(source, sources.CubeSource):
+            from .modalities import grid_of, resolve
+
+            first = resolve(source.cube)[0]
+            return planner.plan_grid(grid_of(first.data, first.spec.name), self.area, region=self.region)
+        return planner.plan_area(self.area, resolution=self.resolution, region=self.region)
+
+    def make_model(self):
+        from . import load_model
+
+        weights = self.weights if self.weights in ("auto", "random") else str(self._path(self.weights))
+        return load_model(self.model, weights=weights, device=self.device, precision=self.precision)
+
+    def _path(self, value) -> Path:
+        path = Path(str(value)).expanduser()
+        return path if path.is_absolute() else self.folder / path
+
+
+def load_config(path) -> RunConfig:
+    """Read and check a run configuration file."""
+    import yaml
+
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise InputError(f"cannot read the run configuration {path}: {error}") from None
+    except yaml.YAMLError as error:
+        raise InputError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"{path} must hold a mapping of settings (area:, source:, output:, ...)")
+    unknown = sorted(set(raw) - KEYS)
+    if unknown:
+        raise InputError(f"{path}: unknown settings {unknown}; the settings are {sorted(KEYS)}")
+    missing = [key for key in ("area", "source", "output") if key not in raw]
+    if missing:
+        raise InputError(f"{path}: missing {missing}; a run needs area:, source: and output:")
+    source = raw["source"]
+    kinds = [k for k in SOURCE_KINDS if isinstance(source, dict) and k in source]
+    if len(kinds) != 1:
+        raise InputError(f"{path}: source: needs exactly one of {list(SOURCE_KINDS)}, e.g. source: {{stac: catalog.json}}")
+    options = raw.get("options") or {}
+    if not isinstance(options, dict):
+        raise InputError(f"{path}: options: must be a mapping of the verb's options, e.g. {{batch_size: 64}}")
+    folder = path.parent
+    area = raw["area"]
+    area = str(folder / area) if isinstance(area, str) and not Path(area).is_absolute() else area
+    settings = {k: v for k, v in raw.items() if k not in ("area", "source", "output", "options")}
+    return RunConfig(area=area, source=source, output=folder / str(raw["output"]), options=options, folder=folder,
+                     **settings)
+
+
+def _open_cube(path: Path):
+    import xarray as xr
+
+    if not path.exists():
+        raise InputError(f"no cube at {path}")
+    if path.is_dir():
+        return xr.open_zarr(path, decode_coords="all")
+    import rioxarray
+
+    return rioxarray.open_rasterio(path, chunks={"band": -1, "y": 2048, "x": 2048})
