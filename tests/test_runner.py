@@ -128,6 +128,28 @@ def test_a_worker_killed_mid_run_changes_nothing(reference, cluster, client, mod
     assert victim not in client.scheduler_info()["workers"]
 
 
+def test_a_failing_region_is_logged_and_retried_by_the_next_run(reference, client, model, tmp_path, caplog):
+    plan, expected_store, _ = reference
+    zone = plan.zones[0]
+    broken_cell = tuple(int(v) for v in zone.cells[3])
+
+    class FlakySource(SyntheticSource):  # defined here, so it travels to the workers by value
+        def read(self, grid, window):
+            if window == (zone.region(*broken_cell).y.window, zone.region(*broken_cell).x.window):
+                raise OSError("the bucket said 503")
+            return super().read(grid, window)
+
+    store = tmp_path / "flaky.zarr"
+    with caplog.at_level("INFO", logger="xterramind.run"):
+        report = runner.run(plan, FlakySource(land=LAND), "embed", model, store, client=client, gpu=False, retries=0)
+    assert report.failed == [("utm32n", broken_cell, "OSError: the bucket said 503")]
+    assert f"region utm32n row {broken_cell[0]} col {broken_cell[1]} failed: OSError" in caplog.text
+    assert "1 failed" in caplog.text and report.written + report.empty == len(zone.cells) - 1
+    again = runner.run(plan, SyntheticSource(land=LAND), "embed", model, store, client=client, gpu=False)
+    assert again.skipped == len(zone.cells) - 1 and again.written + again.empty == 1 and not again.failed
+    np.testing.assert_array_equal(_embeddings(store), _embeddings(expected_store))
+
+
 def _config(folder: Path, scheduler: str, **extra) -> Path:
     settings = {"area": list(AREA), "source": {"synthetic": {"modalities": ["S2L2A"], "land": list(LAND)}},
                 "verb": "embed", "model": "terramind_micro", "weights": "random", "device": "cpu", "precision": "fp32",

@@ -51,6 +51,7 @@ VERBS: dict[str, Callable[..., Verb]] = {
     "tokenize": lambda cube, model, *, modality, **options: tokenize_verb(cube, modality, model, **options),
 }
 RUN_ATTR = "xterramind_run"  # on the store's root group: what ran, zone by zone
+LOG_EVERY = 30.0  # seconds between progress lines in the log (batch jobs have no progress bar)
 
 
 @dataclass(frozen=True)
@@ -249,7 +250,7 @@ def _submit_in_waves(client, todo, width: int, resources, retries: int, report: 
     for _ in range(width):
         if not submit_next():
             break
-    started = time.perf_counter()
+    started = logged = time.perf_counter()
     with progress.bar(len(todo), "regions", progress_bar) as ticker:
         try:
             for future in finished:
@@ -268,8 +269,13 @@ def _submit_in_waves(client, todo, width: int, resources, retries: int, report: 
                         report.empty += 1
                 future.release(), pixels.release()  # the scheduler forgets them before the next goes out
                 ticker.update(1)
-                ticker.set_postfix(tiles_per_s=f"{report.tiles / (time.perf_counter() - started):.1f}",
-                                   failed=len(report.failed), refresh=False)
+                rate = report.tiles / (time.perf_counter() - started)
+                ticker.set_postfix(tiles_per_s=f"{rate:.1f}", failed=len(report.failed), refresh=False)
+                finished_count = report.written + report.empty + len(report.failed)
+                if time.perf_counter() - logged > LOG_EVERY or finished_count == len(todo):
+                    logged = time.perf_counter()
+                    log.info("%d of %d regions done (%d without data, %d failed), %.1f tiles/s", finished_count,
+                             len(todo), report.empty, len(report.failed), rate)
                 submit_next()
         finally:
             client.cancel(list(held))
