@@ -82,7 +82,8 @@ class RegionOutcome:
     cell: tuple[int, int]
     tiles: int  # tiles run through the model (0: no valid input)
     read_seconds: float
-    compute_seconds: float
+    model_seconds: float
+    write_seconds: float
     worker: str
 
 
@@ -107,17 +108,17 @@ def compute_region(pixels: tuple[list[np.ndarray] | None, float], work: RegionWo
     from . import runtime
 
     windows, read_seconds = pixels
-    started = time.perf_counter()
     runtime.use_thread_setting()
+    started = time.perf_counter()
     if windows is None:
         store.mark_empty(work.target, (row, col))
-        tiles = 0
-    else:
-        region = work.region(row, col)
-        blocks = work.task(*windows, region=region)
-        work.target.write([blocks[name] for name in work.target.layout.variables], (row, col))
-        tiles = region.tile_count
-    return RegionOutcome(work.zone, (row, col), tiles, read_seconds, time.perf_counter() - started, _worker_address())
+        return RegionOutcome(work.zone, (row, col), 0, read_seconds, 0.0, time.perf_counter() - started, _worker_address())
+    region = work.region(row, col)
+    blocks = work.task(*windows, region=region)
+    computed = time.perf_counter()
+    work.target.write([blocks[name] for name in work.target.layout.variables], (row, col))
+    return RegionOutcome(work.zone, (row, col), region.tile_count, read_seconds, computed - started,
+                         time.perf_counter() - computed, _worker_address())
 
 
 def _worker_address() -> str:
@@ -139,6 +140,7 @@ class RunReport:
     failed: list[tuple[str, tuple[int, int], str]] = field(default_factory=list)
     tiles: int = 0
     seconds: float = 0.0
+    prepare_seconds: float = 0.0  # of ``seconds``: writing or checking the templates and reading the ledgers
     outcomes: list[RegionOutcome] = field(default_factory=list, repr=False)
 
     @property
@@ -199,7 +201,7 @@ def run(plan: Plan, source: Source, verb: str, model: TerraMindModel, store_path
         root, todo, skipped = _prepare_stores(plan, source, verb, model, Path(store_path).expanduser(), options,
                                               resume=resume, overwrite=overwrite, zarr_format=zarr_format)
         todo = todo[:limit] if limit is not None else todo
-        report = RunReport(str(root), plan.regions, skipped, 0, 0)
+        report = RunReport(str(root), plan.regions, skipped, 0, 0, prepare_seconds=time.perf_counter() - started)
         log.info("%s: %d regions to do, %d already complete; %d at a time%s", root, len(todo), skipped, width,
                  ", model tasks on GPU workers" if resources else "")
         _submit_in_waves(active, todo, width, resources, retries, report, progress_bar)
