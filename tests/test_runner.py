@@ -89,11 +89,15 @@ def test_an_opened_cube_runs_on_its_own_grid(client, model, tmp_path):
     cube = xterramind.open_sample()
     plan = plan_grid(grid_of(cube, "sample"), region=24)
     report = runner.run(plan, CubeSource(cube), "generate", model, tmp_path / "lulc.zarr", client=client, targets="LULC",
-                        seed=3)
+                        seed=3, zarr_format=2)
     assert report.written == 4 and report.regions == 4  # 30 x 30 tokens in regions of 24
     expected = cube.terramind.generate("LULC", model, seed=3, chunks=24).compute(scheduler="threads")
-    stored = xr.open_zarr(tmp_path / "lulc.zarr", group=plan.zones[0].name)
+    assert plan.zones[0].name == "utm18n"
+    stored = xr.open_zarr(tmp_path / "lulc.zarr", group="utm18n")
     np.testing.assert_array_equal(stored.LULC.values, expected.LULC.values)
+    with rasterio.open(f'ZARR:"{tmp_path / "lulc.zarr"}":/utm18n/LULC') as dataset:  # GDAL reads the zone's group
+        assert dataset.crs.to_epsg() == 32618 and dataset.transform == expected.rio.transform()
+        np.testing.assert_array_equal(dataset.read(1), expected.LULC.values)
 
 
 def test_model_tasks_run_only_on_the_gpu_worker(reference, cluster, client, model, tmp_path):
