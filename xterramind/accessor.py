@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xarray as xr
 
-from . import engine, generate, retrieval, store
+from . import engine, generate, plot, retrieval, store
 
 
 class TerraMindAccessor:
@@ -103,6 +103,21 @@ class TerraMindAccessor:
             >>> embeddings.terramind.fewshot({"water": [(-75.85, 37.60)], "marsh": [(-75.70, 37.66)]})
         """
         return retrieval.fewshot(self._obj, examples, crs=crs)
+
+    def plot(self, **options):
+        """A picture of this cube or result, chosen by what it is, as a matplotlib Figure: land cover with
+        its legend, embeddings as their first three principal components, bands as a false-colour
+        composite, anything else on a colour scale. Reads at most ``max_size`` (1024) pixels a side.
+
+        Options: ``bands`` (one or three band names), ``ax``, ``max_size``, ``title``; see
+        :func:`xterramind.plot.plot`.
+
+        Example:
+            >>> cube.terramind.plot()                                   # false colour (NIR, red, green)
+            >>> cube.terramind.generate("LULC", model).terramind.plot().savefig("lulc.png")
+            >>> embeddings.terramind.plot()                             # principal components as RGB
+        """
+        return plot.plot(self._obj, **options)
 
     def to_zarr(self, path, *, resume: bool = True, overwrite: bool = False, zarr_format: int = 3, progress=None):
         """Write this lazy result to a georeferenced zarr store, region by region.

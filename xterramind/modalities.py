@@ -62,6 +62,25 @@ def _alias_table(spec: ModalitySpec) -> dict[str, str]:
     return keys
 
 
+def canonical_bands(names: Sequence) -> dict[str, object]:
+    """The given band names keyed by the canonical names they stand for (``B04``, ``VV``, ``DEM``, and ``RED``,
+    ``GREEN``, ``BLUE`` for any red, green and blue band), for the names the alias tables know.
+
+    Example:
+        >>> canonical_bands(["red", "green", "blue", "nir"])["B08"]
+        'nir'
+    """
+    tables = [{**S2_ALIASES, **S1_ALIASES, **DEM_ALIASES}, RGB_ALIASES]
+    keys = [{_key(alias): band for band, aliases in table.items() for alias in (band, *aliases)} for table in tables]
+    found = {}
+    for name in names:
+        for table in keys:
+            band = table.get(_key(name))
+            if band is not None:
+                found.setdefault(band, name)
+    return found
+
+
 @dataclass
 class ModalityInput:
     """One modality cut from the cube: ``(band, y, x)`` or ``(time, band, y, x)`` in model band order."""

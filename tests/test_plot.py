@@ -1,0 +1,86 @@
+"""``.terramind.plot()`` picks the right picture for the bundled real scene and for results made from it,
+reads a strided view, and says how to fix what it cannot draw."""
+
+import dask.array as da
+import matplotlib
+import numpy as np
+import pytest
+import xarray as xr
+
+import xterramind
+from xterramind.errors import InputError
+from xterramind.quicklook import lulc_rgb, principal_rgb, true_colour
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(scope="module")
+def cube():
+    return xterramind.open_sample()
+
+
+@pytest.fixture(scope="module")
+def lulc(cube, micro):
+    return cube.terramind.generate("LULC", micro, seed=7).compute()
+
+
+def _picture(figure) -> np.ndarray:
+    return np.asarray(figure.axes[0].images[0].get_array())
+
+
+def test_land_cover_gets_its_colours_and_the_nine_class_legend(lulc):
+    figure = lulc.terramind.plot()
+    np.testing.assert_array_equal(_picture(figure), lulc_rgb(lulc.LULC.values))
+    labels = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert labels[-9:] == list(xterramind.LULC_CLASSES[1:])
+    assert figure.axes[0].get_title() == "land cover" and "EPSG:32618" in figure.axes[0].get_xlabel()
+    np.testing.assert_array_equal(_picture(lulc.LULC.terramind.plot()), _picture(figure))  # the variable alone
+
+
+def test_a_sentinel2_cube_is_false_colour_in_its_own_coordinates(cube):
+    figure = cube.terramind.plot()
+    bands = cube.sel(band=["B08", "B04", "B03"]).values.astype(np.float64)
+    np.testing.assert_array_equal(_picture(figure), true_colour(*bands))
+    assert figure.axes[0].get_title().startswith("false colour")
+    left, right, bottom, top = figure.axes[0].images[0].get_extent()
+    assert (left, bottom, right, top) == pytest.approx(cube.rio.bounds())
+    true = cube.terramind.plot(bands=("red", "green", "blue"))  # any band names the alias tables know
+    np.testing.assert_array_equal(_picture(true), true_colour(*cube.sel(band=["B04", "B03", "B02"]).values.astype(float)))
+
+
+def test_embeddings_are_their_principal_components(cube, micro):
+    embeddings = cube.terramind.embed(micro).compute()
+    np.testing.assert_array_equal(_picture(embeddings.terramind.plot()), principal_rgb(embeddings.values))
+
+
+def test_single_bands_get_a_colour_bar_and_sentinel1_its_ratio(cube):
+    figure = cube.sel(band="B08").terramind.plot(title="NIR")
+    assert figure.axes[0].get_title() == "NIR" and len(figure.axes) == 2  # the image and its colour bar
+    sar = xr.DataArray(np.random.default_rng(0).gamma(2.0, 0.05, (2, 40, 40)).astype("float32"), dims=("S1GRD_band", "y", "x"),
+                       coords={"y": np.arange(40.0, 0, -1), "x": np.arange(40.0)}, attrs={"band_names": ["VV", "VH"]})
+    picture = sar.terramind.plot()
+    assert picture.axes[0].get_title() == "Sentinel-1 (VV, VH, VV/VH)" and _picture(picture).shape == (40, 40, 3)
+
+
+def test_big_arrays_are_read_strided():
+    grid = xr.DataArray(da.random.random((6000, 5000), chunks=1000), dims=("y", "x"), name="dem",
+                        coords={"y": np.arange(6000.0, 0, -1), "x": np.arange(5000.0)})
+    figure = grid.terramind.plot(max_size=500)
+    assert _picture(figure).shape == (500, 417)  # every 12th pixel
+
+
+def test_what_cannot_be_drawn_says_how_to_fix_it(cube, lulc):
+    with pytest.raises(InputError, match=r"isel\(time=0\)"):
+        xr.concat([cube, cube], dim="time").terramind.plot()
+    with pytest.raises(InputError, match=r"no band \['B99'\].*B01"):
+        cube.terramind.plot(bands=("B99", "B04", "B03"))
+    with pytest.raises(InputError, match="one band or three"):
+        cube.terramind.plot(bands=("B04", "B03"))
+    with pytest.raises(InputError, match=r"select \['class'\] first"):
+        lulc.LULC_probability.terramind.plot()
+    with pytest.raises(InputError, match="plot one of them"):
+        xr.Dataset({"S1GRD": lulc.LULC_probability.rename({"class": "S1GRD_band"}), "DEM": lulc.LULC}).terramind.plot()
+    with pytest.raises(InputError, match="at least 16"):
+        cube.terramind.plot(max_size=0)
+    with pytest.raises(InputError, match="needs an xarray"):
+        xterramind.plot.plot(np.zeros((4, 4)))
