@@ -12,6 +12,7 @@ import pytest
 
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
 OFFLINE = [notebook for notebook in NOTEBOOKS if not notebook.stem.endswith("_online")]
+PICTURES = {"quickstart": ["lulc.png", "false_colour.png", "embeddings.png"]}  # what a notebook must write
 
 
 def _code(notebook: Path) -> str:
@@ -21,10 +22,12 @@ def _code(notebook: Path) -> str:
 
 @pytest.mark.parametrize("notebook", OFFLINE, ids=[n.stem for n in OFFLINE])
 def test_notebook_runs(notebook, tmp_path):
-    env = dict(os.environ, XTERRAMIND_WEIGHTS="random", XTERRAMIND_PROGRESS="0")
+    env = dict(os.environ, XTERRAMIND_WEIGHTS="random", XTERRAMIND_PROGRESS="0", MPLBACKEND="Agg")
     done = subprocess.run([sys.executable, "-c", _code(notebook)], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    for picture in PICTURES.get(notebook.stem, []):
+        assert (tmp_path / picture).stat().st_size > 20_000, f"{notebook.stem} did not write {picture}"
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[n.stem for n in NOTEBOOKS])
