@@ -100,6 +100,19 @@ def test_an_opened_cube_runs_on_its_own_grid(client, model, tmp_path):
         np.testing.assert_array_equal(dataset.read(1), expected.LULC.values)
 
 
+def test_tokens_of_regions_without_data_read_back_as_nodata(client, model, tmp_path):
+    plan = plan_area(AREA, region=24)
+    report = runner.run(plan, SyntheticSource(land=LAND), "tokenize", model, tmp_path / "tokens.zarr", client=client,
+                        gpu=False, modality="S2L2A")
+    assert report.empty > 0 and report.written > 0
+    tokens = xr.open_zarr(tmp_path / "tokens.zarr", group="utm32n")["tokens"].values
+    size = plan.zones[0].chunk
+    for outcome in report.outcomes:
+        row, col = outcome.cell
+        block = tokens[row * size:(row + 1) * size, col * size:(col + 1) * size]
+        assert (block == -1).all() if outcome.tiles == 0 else (block >= 0).any()
+
+
 def test_model_tasks_run_only_on_the_gpu_worker(reference, cluster, client, model, tmp_path):
     plan, expected_store, _ = reference
     report = runner.run(plan, SyntheticSource(land=LAND), "embed", model, tmp_path / "gpu.zarr", client=client)

@@ -7,6 +7,7 @@ __all__ = [
     "CheckpointError",
     "InputError",
     "MissingDependencyError",
+    "StoreError",
     "UnknownModalityError",
     "UnknownModelError",
     "WeightsUnavailableError",
@@ -46,3 +47,8 @@ class WeightsUnavailableError(XterramindError, FileNotFoundError):
 
 class MissingDependencyError(XterramindError, ImportError):
     """An optional dependency that the requested feature needs."""
+
+
+class StoreError(XterramindError):
+    """A store that exists and holds something else (or is not an xterramind store): never overwritten
+    unless asked (``overwrite=True``)."""

@@ -32,14 +32,10 @@ import xarray as xr
 import zarr
 
 from . import progress
-from .errors import InputError, XterramindError
+from .errors import InputError, StoreError
 
 LEDGER = "xterramind"  # the group holding the fingerprint and the ``done`` ledger
 DONE_VALID, DONE_EMPTY = 1, 2  # ledger values: complete with data / complete without valid input
-
-
-class StoreError(XterramindError):
-    """A store that exists and holds something else (or is not an xterramind store)."""
 
 
 @dataclass
@@ -179,8 +175,7 @@ def _write_block(*arrays: np.ndarray, target: Target, index) -> bool:
     valid = False
     for name, block in zip(target.layout.variables, arrays, strict=True):
         array = group[name]
-        dims = array.attrs.get("_ARRAY_DIMENSIONS") or array.metadata.dimension_names  # zarr v2, v3
-        array[tuple(slices.get(d, slice(None)) for d in dims)] = block
+        array[_region(array, slices)] = block
         valid = valid or _has_data(block, array.fill_value)
     ledger = zarr.open_array(target.path, path=f"{LEDGER}/done", mode="r+")
     ledger[index] = DONE_VALID if valid else DONE_EMPTY  # only after the data is written
@@ -188,8 +183,23 @@ def _write_block(*arrays: np.ndarray, target: Target, index) -> bool:
 
 
 def mark_empty(target: Target, index) -> None:
-    """Mark a region complete without writing it: it had no valid input, so it stays at the fill value."""
+    """Mark a region complete without computing it: it had no valid input. It stays at the fill value, but
+    for integer variables whose declared ``nodata`` is another value (tokens: -1, where 0 is a real token),
+    which get their nodata written."""
+    group = zarr.open_group(target.path, mode="r+")
+    slices = target.layout.slices(index)
+    for name in target.layout.variables:
+        array = group[name]
+        nodata = array.attrs.get("nodata")
+        if isinstance(nodata, int) and nodata != array.fill_value:
+            array[_region(array, slices)] = nodata
     zarr.open_array(target.path, path=f"{LEDGER}/done", mode="r+")[index] = DONE_EMPTY
+
+
+def _region(array, slices: dict[str, slice]) -> tuple[slice, ...]:
+    """The index of a region in one zarr array, whatever its dimensions' order."""
+    dims = array.attrs.get("_ARRAY_DIMENSIONS") or array.metadata.dimension_names  # zarr v2, v3
+    return tuple(slices.get(d, slice(None)) for d in dims)
 
 
 def _has_data(block: np.ndarray, fill) -> bool:
