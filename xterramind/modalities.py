@@ -213,7 +213,7 @@ def _requests(cube, modalities):
                     f"with modalities={{'{name}': [...]}}"
                 )
         if not found:
-            names = _band_names(cube)
+            names = [str(name) for name in _band_names(cube)]
             raise InputError(
                 f"no TerraMind modality found in the cube's bands {names}: name them like Sentinel-2 (B01…B12, "
                 "or blue, red, nir, swir16…), Sentinel-1 (vv, vh) or DEM, or map them with modalities={...}"
