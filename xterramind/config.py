@@ -1,6 +1,6 @@
 """``xterramind run`` configuration files: what to run, over which area, from which pixels, to where.
 
-A YAML (or JSON) mapping; paths are relative to the file::
+A YAML (or JSON) mapping; paths are relative to the file:
 
     area: [9.0, 45.0, 9.5, 45.5]        # west, south, east, north in degrees, or a GeoJSON file
     source:                             # one of these three:
@@ -34,9 +34,24 @@ KEYS = {"area", "source", "verb", "options", "model", "weights", "device", "prec
         "resolution", "region", "in_flight", "gpu", "zarr_format"}
 SOURCE_KINDS = ("stac", "cube", "synthetic")
 
+__all__ = ["RunConfig", "load_config"]
+
 
 @dataclass
 class RunConfig:
+    """A checked run configuration: the file's settings (see the module docstring), paths resolved against
+    ``folder``, and the objects a run needs made from them. Get one with :func:`load_config`.
+
+    ``xterramind run`` makes the source, plan and model with the three methods below and hands them to
+    :func:`xterramind.runner.run`; do the same to run a configuration from Python, e.g. on your own client.
+
+    Example:
+        >>> config = load_config("europe.yaml")
+        >>> source = config.make_source()
+        >>> report = runner.run(config.make_plan(source), source, config.verb, config.make_model(), config.output,
+        ...                     **config.options)
+    """
+
     area: object
     source: dict
     output: Path
@@ -55,6 +70,12 @@ class RunConfig:
     folder: Path = Path(".")
 
     def make_source(self):
+        """The source the ``source:`` setting names: a :class:`xterramind.sources.StacSource`, a
+        :class:`xterramind.sources.CubeSource` of the opened cube, or a :class:`xterramind.sources.SyntheticSource`.
+
+        Example:
+            >>> source = load_config("europe.yaml").make_source()
+        """
         from . import sources
 
         kind = next(k for k in SOURCE_KINDS if k in self.source)
@@ -71,6 +92,13 @@ class RunConfig:
         return sources.StacSource(where, self.source.get("modalities", ["S2L2A"]), **extra)
 
     def make_plan(self, source):
+        """The plan of ``area``: on the cube's own grid for a cube source (:func:`xterramind.planner.plan_grid`),
+        else one grid per UTM zone at ``resolution`` (:func:`xterramind.planner.plan_area`).
+
+        Example:
+            >>> plan = config.make_plan(config.make_source())
+            >>> plan.regions
+        """
         from . import planner, sources
 
         if isinstance(source, sources.CubeSource):
@@ -81,6 +109,12 @@ class RunConfig:
         return planner.plan_area(self.area, resolution=self.resolution, region=self.region)
 
     def make_model(self):
+        """The model of ``model``, ``weights``, ``device`` and ``precision``, loaded with
+        :func:`xterramind.load_model` (a checkpoint path is relative to the file).
+
+        Example:
+            >>> model = load_config("europe.yaml").make_model()
+        """
         from . import load_model
 
         weights = self.weights if self.weights in ("auto", "random") else str(self._path(self.weights))
@@ -92,7 +126,20 @@ class RunConfig:
 
 
 def load_config(path) -> RunConfig:
-    """Read and check a run configuration file."""
+    """Read and check a run configuration file (YAML or JSON, see the module docstring).
+
+    Unknown or missing settings fail here, before anything is loaded or planned; relative paths are
+    taken relative to the file, so a configuration runs from any working directory.
+
+    Raises:
+        InputError: the file cannot be read, is not a mapping, has unknown or missing settings, or a
+            ``source:`` that names not exactly one of ``stac``, ``cube``, ``synthetic``.
+
+    Example:
+        >>> config = load_config("europe.yaml")
+        >>> config.verb, config.output
+        ('embed', PosixPath('europe.zarr'))
+    """
     import yaml
 
     path = Path(path)

@@ -21,13 +21,31 @@ from affine import Affine
 from .errors import InputError
 from .grid import PixelGrid, Region, Tiling, column_span, region_at, region_counts, row_span
 
+__all__ = ["Plan", "Zone", "plan_area", "plan_grid", "utm_crs", "utm_zone", "zone_name"]
+
 UTM_LATITUDES = (-80.0, 84.0)  # where UTM is defined; polar areas need another projection
 DEFAULT_REGION = 256  # tokens: about 4,000 px, 400-odd tiles per region task
 
 
 @dataclass(frozen=True)
 class Zone:
-    """One pixel grid of a plan: its name (``utm33n``), its tiling and the regions the area touches."""
+    """One pixel grid of a plan: its name (``utm33n``), its tiling and the regions the area touches.
+
+    A run writes each zone to its own subgroup of the store, named after the zone, so a zone is also
+    the unit that one opened result covers.
+
+    Attributes:
+        name: the zone's name and store subgroup, e.g. ``"utm33n"`` (see :func:`zone_name`).
+        tiling: the zone's pixel grid and how tiles cover it.
+        chunk: the region (and store chunk) side, in tokens.
+        cells: ``(regions, 2)`` row and column of each region the area touches, row-major.
+        area_km2: the area's surface inside the zone.
+
+    Example:
+        >>> zone = plan_area((9.0, 45.0, 9.5, 45.5)).zones[0]
+        >>> zone.name, zone.crs, len(zone.cells)
+        ('utm32n', 'EPSG:32632', 4)
+    """
 
     name: str
     tiling: Tiling
@@ -37,29 +55,56 @@ class Zone:
 
     @property
     def grid(self) -> PixelGrid:
+        """The zone's pixel grid: CRS, transform and shape, its edges on the zone's region lattice."""
         return self.tiling.grid
 
     @property
     def crs(self) -> str:
+        """The zone's CRS as the grid holds it, e.g. ``"EPSG:32632"``."""
         return self.grid.crs
 
     @property
     def shape(self) -> tuple[int, int]:
-        """Regions along y and x in the zone's grid (listed or not)."""
+        """Regions along y and x in the zone's grid (listed or not): the store's chunk counts."""
         return region_counts(self.tiling, self.chunk)
 
     def region(self, row: int, col: int, cover: bool = False) -> Region:
+        """The region at ``row``, ``col`` of the zone's region lattice: its pixel windows and tiles.
+
+        Args:
+            row: region row, counted from the grid's top.
+            col: region column, counted from the grid's left.
+            cover: list every tile overlapping the region, not only those owning its tokens (blended pixel
+                outputs, such as generated images, need them).
+
+        Example:
+            >>> region = zone.region(*zone.cells[0])
+            >>> region.tile_count
+            441
+        """
         return region_at(self.tiling, self.chunk, row, col, cover)
 
     def tile_count(self, cover: bool = False) -> int:
-        """Tiles run over the listed regions (with ``cover``, tiles shared by two regions count twice)."""
+        """Tiles run over the listed regions (with ``cover``, tiles shared by two regions count twice).
+
+        Counted per row and column of regions, never tile by tile, so it is quick on any area.
+
+        Example:
+            >>> zone.tile_count()
+            1764
+        """
         rows, cols = self.shape
         per_row = np.array([len(row_span(self.tiling, self.chunk, r, cover).tiles) for r in range(rows)])
         per_col = np.array([len(column_span(self.tiling, self.chunk, c, cover).tiles) for c in range(cols)])
         return int((per_row[self.cells[:, 0]] * per_col[self.cells[:, 1]]).sum())
 
     def pixel_count(self) -> int:
-        """Pixels in the listed regions."""
+        """Pixels in the listed regions (clipped at the grid's far edges): what a run writes.
+
+        Example:
+            >>> zone.pixel_count()
+            65028096
+        """
         side = self.chunk * self.tiling.patch
         rows, cols = self.grid.height, self.grid.width
         heights = np.minimum(side, rows - self.cells[:, 0] * side)
@@ -69,30 +114,66 @@ class Zone:
 
 @dataclass(frozen=True)
 class Plan:
-    """The zones of an area, each with its grid and regions."""
+    """The zones of an area, each with its grid and regions: what :func:`xterramind.runner.run` runs.
+
+    Attributes:
+        zones: one :class:`Zone` per UTM zone and hemisphere the area covers (one for :func:`plan_grid`).
+        resolution: metres (or the grid's units) per pixel.
+
+    Example:
+        >>> plan = plan_area((-10.0, 35.0, 30.0, 70.0))
+        >>> len(plan.zones), plan.regions   # utm29n ... utm35n
+        (7, 7119)
+    """
 
     zones: tuple[Zone, ...]
     resolution: float
 
     @property
     def regions(self) -> int:
+        """Regions to run, over every zone: the tasks a run submits (twice: a read and a compute)."""
         return sum(len(zone.cells) for zone in self.zones)
 
     @property
     def area_km2(self) -> float:
+        """The area's surface, summed over its zones."""
         return sum(zone.area_km2 for zone in self.zones)
 
     def tile_count(self, cover: bool = False) -> int:
+        """Tiles run over every zone's listed regions, as :meth:`Zone.tile_count` counts them.
+
+        Example:
+            >>> plan_area((4.0, 43.0, 17.0, 52.3)).tile_count()
+            310464
+        """
         return sum(zone.tile_count(cover) for zone in self.zones)
 
 
 def plan_area(area, *, resolution: float = 10.0, region: int = DEFAULT_REGION, tile_size: int = 224,
               overlap: int = 32, patch: int = 16) -> Plan:
-    """Plan ``area`` (``(west, south, east, north)`` in degrees, a GeoJSON geometry, Feature or
-    FeatureCollection in lon/lat, a shapely polygon, or the path of a GeoJSON file).
+    """Plan a run over ``area``: one grid per UTM zone and hemisphere, its regions on the zone's lattice.
 
-    ``region``: the region (and store chunk) side in tokens, rounded down to whole tile strides;
-    ``resolution``: metres per pixel.
+    Grids are anchored on each zone's region lattice rather than on the area, so runs over neighbouring
+    areas put their regions and tiles at the same places and their stores fit together.
+
+    Args:
+        area (tuple | dict | shapely.Geometry | str): ``(west, south, east, north)`` in degrees, a GeoJSON
+            geometry, Feature or FeatureCollection in lon/lat, a shapely polygon, or the path of a GeoJSON file.
+        resolution: metres per pixel.
+        region: the region (and store chunk) side in tokens, rounded down to whole tile strides.
+        tile_size: tile side in pixels (the model's 224).
+        overlap: pixels shared by neighbouring tiles.
+        patch: pixels per token side (TerraMind's 16).
+
+    Returns:
+        The plan: its zones, each with its grid and the regions the area touches.
+
+    Raises:
+        InputError: the area is not a polygon in lon/lat within UTM's latitudes, or ``region`` holds no tile.
+
+    Example:
+        >>> plan = plan_area((4.0, 43.0, 17.0, 52.3))
+        >>> plan = plan_area("alps.geojson", region=128)
     """
     if not resolution > 0:
         raise InputError(f"resolution must be a positive number of metres, got {resolution!r}")
@@ -116,7 +197,30 @@ def plan_area(area, *, resolution: float = 10.0, region: int = DEFAULT_REGION, t
 
 def plan_grid(grid: PixelGrid, area=None, *, name: str | None = None, region: int = DEFAULT_REGION,
               tile_size: int = 224, overlap: int = 32, patch: int = 16) -> Plan:
-    """Plan a run over an existing grid (an opened cube's), limited to ``area`` when given."""
+    """Plan a run over an existing grid (an opened cube's), limited to ``area`` when given.
+
+    Use it with :class:`xterramind.sources.CubeSource`, whose pixels must be read on the cube's own grid.
+
+    Args:
+        grid: the pixel grid to run on, e.g. ``xterramind.modalities.grid_of(cube, "cube")``.
+        area (tuple | dict | shapely.Geometry | str | None): a bbox, polygon or GeoJSON file in lon/lat, as
+            for :func:`plan_area`; default the whole grid.
+        name: the zone's name and store subgroup; default from the grid's CRS (:func:`zone_name`).
+        region: the region (and store chunk) side in tokens, rounded down to whole tile strides.
+        tile_size: tile side in pixels.
+        overlap: pixels shared by neighbouring tiles.
+        patch: pixels per token side.
+
+    Returns:
+        A plan of one zone.
+
+    Raises:
+        InputError: the area does not overlap the grid.
+
+    Example:
+        >>> from xterramind.modalities import grid_of
+        >>> plan = plan_grid(grid_of(cube, "cube"), (-75.9, 37.5, -75.8, 37.6), region=64)
+    """
     chunk = region_chunk(region, tile_size, overlap, patch)
     tiling = Tiling(grid, tile_size, overlap, patch)
     rows, columns = region_counts(tiling, chunk)
@@ -144,7 +248,14 @@ def region_chunk(region: int, tile_size: int, overlap: int, patch: int) -> int:
 
 
 def zone_name(crs: str) -> str:
-    """``utm33n`` for EPSG:32633, ``utm33s`` for EPSG:32733, else ``epsg{code}`` (or ``grid``)."""
+    """The name a zone of this CRS gets, and its subgroup in a run's store.
+
+    ``utm33n`` for EPSG:32633, ``utm33s`` for EPSG:32733, else ``epsg{code}`` (or ``grid`` without a code).
+
+    Example:
+        >>> zone_name("EPSG:32633")
+        'utm33n'
+    """
     from pyproj import CRS
 
     code = CRS.from_user_input(crs).to_epsg()
@@ -156,10 +267,22 @@ def zone_name(crs: str) -> str:
 
 
 def utm_zone(lon: float) -> int:
+    """The UTM zone number (1 to 60) of a longitude in degrees; 180 falls in zone 60.
+
+    Example:
+        >>> utm_zone(9.2)
+        32
+    """
     return min(int((lon + 180) // 6) + 1, 60)
 
 
 def utm_crs(zone: int, lat: float) -> str:
+    """The WGS 84 / UTM CRS of a zone, north or south by the latitude's hemisphere (0 counts as north).
+
+    Example:
+        >>> utm_crs(32, 45.5)
+        'EPSG:32632'
+    """
     return f"EPSG:{(32600 if lat >= 0 else 32700) + zone}"
 
 

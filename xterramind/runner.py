@@ -43,6 +43,8 @@ from .models.handle import TerraMindModel
 from .planner import Plan, Zone, plan_grid
 from .sources import Source, SyntheticSource
 
+__all__ = ["Forecast", "RegionOutcome", "RunReport", "forecast", "local_cluster", "measure_tiles_per_second", "run"]
+
 log = logging.getLogger("xterramind.run")
 
 VERBS: dict[str, Callable[..., Verb]] = {
@@ -78,6 +80,22 @@ class RegionWork:
 
 @dataclass(frozen=True)
 class RegionOutcome:
+    """How one region went: where it ran and where its time went, for finding slow workers or sources.
+
+    Attributes:
+        zone: the zone's name, e.g. ``"utm32n"``.
+        cell: the region's row and column in the zone's region lattice.
+        tiles: tiles run through the model (0: the region had no valid input).
+        read_seconds: reading the window from the source.
+        model_seconds: running the verb.
+        write_seconds: writing the region and marking it in the ledger.
+        worker: the address of the worker that computed it (``"local"`` outside a cluster).
+
+    Example:
+        >>> slowest = max(report.outcomes, key=lambda outcome: outcome.read_seconds)
+        >>> slowest.zone, slowest.cell, slowest.worker
+    """
+
     zone: str
     cell: tuple[int, int]
     tiles: int  # tiles run through the model (0: no valid input)
@@ -132,6 +150,29 @@ def _worker_address() -> str:
 
 @dataclass
 class RunReport:
+    """What a run did: regions computed, found empty, already complete or failed, tiles and time.
+
+    Failed regions are reported, not raised, so one bad scene does not stop a continent: run the same
+    call again to retry them. ``str(report)`` gives a one-line summary.
+
+    Attributes:
+        store: the path of the run's store.
+        regions: regions in the plan.
+        skipped: regions complete before this run.
+        written: regions computed and written by this run.
+        empty: regions without valid input (marked done, not computed).
+        failed: ``(zone, (row, col), error)`` of each region that failed.
+        tiles: tiles run through the model.
+        seconds: the run's wall time.
+        prepare_seconds: of ``seconds``, writing or checking the templates and reading the ledgers.
+        outcomes: one :class:`RegionOutcome` per finished region.
+
+    Example:
+        >>> report = runner.run(plan, source, "embed", model, "europe.zarr")
+        >>> print(report)
+        >>> report.failed   # run again to retry these
+    """
+
     store: str
     regions: int  # in the plan
     skipped: int  # complete before this run
@@ -145,6 +186,7 @@ class RunReport:
 
     @property
     def tiles_per_second(self) -> float:
+        """Tiles per second over the whole run, preparation included (0 when nothing ran)."""
         return self.tiles / self.seconds if self.seconds else 0.0
 
     def __str__(self) -> str:
@@ -179,16 +221,42 @@ def run(plan: Plan, source: Source, verb: str, model: TerraMindModel, store_path
         in_flight: int | None = None, gpu: str | bool = "auto", resume: bool = True, overwrite: bool = False,
         zarr_format: int = 3, limit: int | None = None, retries: int = 1, progress_bar: bool | None = None,
         **options) -> RunReport:
-    """Run ``verb`` (``"embed"``, ``"generate"`` with ``targets=``, ``"tokenize"`` with ``modality=``) over
-    ``plan`` reading ``source``, into the zarr store ``store_path``; see the module docstring.
+    """Run ``verb`` over ``plan`` reading ``source``, into the zarr store ``store_path``, region by region.
+
+    The store gets one subgroup per zone (see the module docstring). Interrupted or partly failed? Call
+    it again with the same arguments: regions already marked done are skipped, the rest are computed.
 
     Args:
-        client: a ``distributed.Client``; default the current one, else a local cluster for this call.
+        plan: from :func:`xterramind.planner.plan_area` or :func:`xterramind.planner.plan_grid`.
+        source: where the pixels come from, e.g. a :class:`xterramind.sources.StacSource`.
+        verb: ``"embed"``, ``"generate"`` (with ``targets=``) or ``"tokenize"`` (with ``modality=``).
+        model: a handle from :func:`xterramind.load_model`; each worker loads its own copy once.
+        store_path (str | os.PathLike): the run's zarr store (a local or shared path every worker can write to).
+        client (distributed.Client | None): default the current client, else a local cluster for this call.
         in_flight: regions on the cluster at once (default: twice the cluster's threads, at least 4).
         gpu: ``"auto"`` puts model tasks on workers offering the ``GPU`` resource when any does; ``True``
             requires them; ``False`` lets any worker run them.
+        resume: complete an existing store of this plan; ``False`` refuses to touch one.
+        overwrite: delete whatever is at ``store_path`` first.
+        zarr_format: 3, or 2 for GDAL 3.6-3.10 (QGIS).
         limit: compute at most this many regions (a trial run; the rest stays to do).
-        options: the verb's options (``batch_size``, ``seed``, ``layer``, ``modalities``, ...).
+        retries: times a region task that raises is retried before the region counts as failed.
+        progress_bar: show a progress bar; default in Jupyter or a terminal, not in batch logs
+            (``XTERRAMIND_PROGRESS=1`` or ``0`` decides).
+        **options (Any): the verb's options (``batch_size``, ``seed``, ``layer``, ``modalities``, ...).
+
+    Returns:
+        What the run did; failed regions are listed there, not raised.
+
+    Raises:
+        InputError: a bad verb, option or ``gpu`` setting, or a source whose grid is not the plan's.
+        StoreError: the store holds something else, or another plan's zones.
+
+    Example:
+        >>> plan = plan_area((4.0, 43.0, 17.0, 52.3))
+        >>> source = SyntheticSource(["S2L2A"])
+        >>> report = runner.run(plan, source, "embed", model, "area.zarr", client=client, limit=10)
+        >>> report = runner.run(plan, source, "generate", model, "lulc.zarr", targets=["LULC"], seed=0)
     """
     started = time.perf_counter()
     check_model(model)
@@ -311,7 +379,15 @@ def _client(client):
 
 def local_cluster():
     """A cluster on this machine: one worker per GPU (with the ``GPU`` resource) through dask-cuda when it
-    is installed, else one worker using every core for torch."""
+    is installed, else one worker using every core for torch.
+
+    This is what :func:`run` starts when no client is given; start it yourself to reuse it across runs.
+
+    Example:
+        >>> from distributed import Client
+        >>> with local_cluster() as cluster, Client(cluster) as client:
+        ...     report = runner.run(plan, source, "embed", model, "area.zarr", client=client)
+    """
     import torch
     from distributed import LocalCluster
 
@@ -353,7 +429,18 @@ def _open_root(path: Path, plan: Plan, *, resume: bool, overwrite: bool, zarr_fo
 
 @dataclass
 class Forecast:
-    """What a run would do: per zone its grid, regions, tiles and output size, and the model time."""
+    """What a run would do: per zone its grid, regions, tiles and output size, and the model time.
+
+    ``str(forecast)`` gives a table, one row per zone, and the device-hours.
+
+    Attributes:
+        rows: per zone: its name, CRS, grid shape, regions, tiles and output bytes.
+        tiles_per_second: the model speed the hours assume.
+        measured_on: how that speed was found (measured on which model and device, or given).
+
+    Example:
+        >>> print(runner.forecast(plan, source, "embed", model))
+    """
 
     rows: list[tuple[str, str, tuple[int, int], int, int, int]]  # zone, crs, grid shape, regions, tiles, bytes
     tiles_per_second: float
@@ -361,10 +448,12 @@ class Forecast:
 
     @property
     def tiles(self) -> int:
+        """Tiles the run would put through the model, over every zone."""
         return sum(row[4] for row in self.rows)
 
     @property
     def hours(self) -> float:
+        """Model time in device-hours at ``tiles_per_second`` (reading and writing not counted)."""
         return self.tiles / self.tiles_per_second / 3600
 
     def __str__(self) -> str:
@@ -380,8 +469,24 @@ class Forecast:
 
 def forecast(plan: Plan, source: Source, verb: str, model: TerraMindModel, *, tiles_per_second: float | None = None,
              **options) -> Forecast:
-    """A dry run: what ``run`` would compute and write, and how long the model would take at
-    ``tiles_per_second`` (default: measured now on ``model``'s device with synthetic tiles)."""
+    """A dry run: what :func:`run` would compute and write, and how long the model would take.
+
+    Nothing is read from ``source`` but its prototype, and nothing is written; the verb is prepared on
+    every zone, so a bad option fails here as it would in :func:`run`.
+
+    Args:
+        plan: the plan to cost.
+        source: where the pixels would come from.
+        verb: ``"embed"``, ``"generate"`` or ``"tokenize"``, as for :func:`run`.
+        model: the model to run (and to time when ``tiles_per_second`` is not given).
+        tiles_per_second: the model's speed; default measured now on ``model``'s device with synthetic
+            tiles (a few seconds, more on a CPU).
+        **options (Any): the verb's options, as for :func:`run`.
+
+    Example:
+        >>> print(runner.forecast(plan, source, "embed", model))
+        >>> runner.forecast(plan, source, "embed", model, tiles_per_second=250).hours
+    """
     rows = []
     for zone in plan.zones:
         prepared = prepare_zone(zone, source, verb, model, options)
@@ -400,7 +505,21 @@ def forecast(plan: Plan, source: Source, verb: str, model: TerraMindModel, *, ti
 
 def measure_tiles_per_second(verb: str, model: TerraMindModel, modalities, options: dict, tiles: int = 3) -> tuple[float, str]:
     """Tiles per second of ``verb`` on ``model``'s device: one region of ``tiles`` x ``tiles`` synthetic
-    tiles, run twice (the first loads the model), the second timed."""
+    tiles, run twice (the first loads the model), the second timed.
+
+    Args:
+        verb: ``"embed"``, ``"generate"`` or ``"tokenize"``.
+        model: the model to time, on its own device and precision.
+        modalities (Sequence[str]): the input modalities, e.g. ``["S2L2A"]``.
+        options: the verb's options (``overlap`` also sets the trial's tiling).
+        tiles: tiles per side of the trial region.
+
+    Returns:
+        The rate, and a line saying what it was measured on.
+
+    Example:
+        >>> rate, measured_on = measure_tiles_per_second("embed", model, ["S2L2A"], {"batch_size": 16})
+    """
     from affine import Affine
 
     patch, tile_size, overlap = model.config.patch_size, model.config.image_size, options.get("overlap", 32)

@@ -31,15 +31,57 @@ from .grid import PixelGrid, same_crs
 from .models.registry import resolve_modality
 from .planner import area_polygon, project
 
+__all__ = ["CubeSource", "Source", "StacSource", "SyntheticSource"]
+
 Window = tuple[tuple[int, int], tuple[int, int]]
 
 
 class Source(Protocol):
-    def prototype(self, grid: PixelGrid) -> xr.Dataset | xr.DataArray: ...
+    """What :func:`xterramind.runner.run` reads pixels from: any object with these three methods.
 
-    def covers(self, grid: PixelGrid, window: Window) -> bool: ...
+    Write your own for data the built-in sources do not reach (a private archive, a custom mosaic). It must
+    pickle small, since every region task carries it, and give the same pixels for a window whichever
+    worker reads it, so that a region run twice writes the same bytes.
 
-    def read(self, grid: PixelGrid, window: Window) -> xr.Dataset | xr.DataArray | None: ...
+    Example:
+        >>> class Constant:
+        ...     def prototype(self, grid): ...   # a lazy cube on grid with the variables read() returns
+        ...     def covers(self, grid, window): return True
+        ...     def read(self, grid, window): ...   # those variables on the window, in memory
+    """
+
+    def prototype(self, grid: PixelGrid) -> xr.Dataset | xr.DataArray:
+        """A lazy cube on the whole ``grid``, never computed: the variables, dtypes and attributes that
+        :meth:`read` returns, on which the verb is prepared (modalities, bands, nodata).
+
+        Example:
+            >>> source.prototype(plan.zones[0].grid).data_vars
+        """
+
+    def covers(self, grid: PixelGrid, window: Window) -> bool:
+        """Whether the window may hold data at all: ``False`` skips the region before any read, so make
+        it cheap and err on ``True``.
+
+        Args:
+            grid: the zone's pixel grid.
+            window: ``((row0, row1), (col0, col1))`` in the grid's pixels.
+
+        Example:
+            >>> source.covers(zone.grid, ((0, 4096), (0, 4096)))
+            True
+        """
+
+    def read(self, grid: PixelGrid, window: Window) -> xr.Dataset | xr.DataArray | None:
+        """The window's pixels in memory, in raw units, georeferenced on the window, or ``None`` when
+        there are none (the region is then marked empty, with no model work).
+
+        Args:
+            grid: the zone's pixel grid.
+            window: ``((row0, row1), (col0, col1))`` in the grid's pixels.
+
+        Example:
+            >>> pixels = source.read(zone.grid, ((0, 4096), (0, 4096)))
+        """
 
 
 def window_bounds(grid: PixelGrid, window: Window) -> tuple[float, float, float, float]:
@@ -69,7 +111,19 @@ class CubeSource:
     """An opened cube (lazy or in memory): the plan's grid must be the cube's own (``plan_grid``).
 
     The cube travels with every region task; a cube opened lazily from files (zarr, COGs) pickles as
-    the recipe to open it, not its pixels.
+    the recipe to open it, not its pixels, so open it from files rather than loading it in memory.
+
+    Args:
+        cube: a georeferenced Dataset or DataArray with one date per pixel (no ``time`` dim).
+
+    Raises:
+        InputError: ``cube`` is not an xarray object, or it has a ``time`` dimension.
+
+    Example:
+        >>> from xterramind.modalities import grid_of
+        >>> cube = xterramind.open_sample()
+        >>> plan = plan_grid(grid_of(cube, "sample"), region=24)
+        >>> report = runner.run(plan, CubeSource(cube), "embed", model, "sample.zarr")
     """
 
     def __init__(self, cube: xr.Dataset | xr.DataArray):
@@ -81,12 +135,30 @@ class CubeSource:
         self.cube = cube
 
     def prototype(self, grid: PixelGrid):
+        """The cube itself (lazy): a cube is its own prototype.
+
+        Example:
+            >>> CubeSource(cube).prototype(plan.zones[0].grid) is cube
+            True
+        """
         return self.cube
 
     def covers(self, grid: PixelGrid, window: Window) -> bool:
+        """Always ``True``: a cube's regions are read, and those without valid pixels skip the model.
+
+        Example:
+            >>> CubeSource(cube).covers(plan.zones[0].grid, ((0, 480), (0, 480)))
+            True
+        """
         return True
 
     def read(self, grid: PixelGrid, window: Window):
+        """The cube's pixels in the window, loaded in memory.
+
+        Example:
+            >>> CubeSource(cube).read(plan.zones[0].grid, ((0, 240), (0, 240))).sizes
+            Frozen({'band': 13, 'y': 240, 'x': 240})
+        """
         (row0, row1), (col0, col1) = window
         return self.cube.isel(y=slice(row0, row1), x=slice(col0, col1)).load()
 
@@ -110,6 +182,16 @@ class SyntheticSource:
     noise hashed from the pixel's global index), so any window, read by any worker, gives the same
     pixels. Outside ``land`` (a lon/lat bbox or GeoJSON geometry; default everywhere) pixels are nodata,
     the way an ocean is, so regions there are skipped without reading anything.
+
+    Args:
+        modalities: any of ``"S2L2A"``, ``"S2L1C"``, ``"S1GRD"``, ``"S1RTC"``, ``"DEM"``.
+        land (tuple | dict | str | None): where pixels are valid: a lon/lat bbox, a GeoJSON geometry or
+            file; default everywhere.
+        seed: another seed gives other pixels (the same for every window and worker).
+
+    Example:
+        >>> source = SyntheticSource(["S2L2A", "S1GRD"], land=(9.0, 45.0, 9.2, 45.5))
+        >>> runner.run(plan_area((9.0, 45.0, 9.5, 45.5)), source, "embed", model, "trial.zarr")
     """
 
     def __init__(self, modalities: Sequence[str] = ("S2L2A",), *, land=None, seed: int = 0):
@@ -128,12 +210,23 @@ class SyntheticSource:
                 yield band, np.dtype(dtype), nodata, attrs, span
 
     def prototype(self, grid: PixelGrid) -> xr.Dataset:
+        """A lazy all-zero cube on ``grid`` with the bands, dtypes and attributes :meth:`read` gives.
+
+        Example:
+            >>> list(SyntheticSource(["S1GRD"]).prototype(zone.grid).data_vars)
+            ['VV', 'VH']
+        """
         shape = grid.shape
         variables = {band: (("y", "x"), da.zeros(shape, chunks=shape, dtype=dtype), attrs)
                      for band, dtype, _, attrs, _ in self._bands()}
         return _georeferenced(xr.Dataset(variables), grid)
 
     def covers(self, grid: PixelGrid, window: Window) -> bool:
+        """Whether the window's footprint meets ``land`` (always, without ``land``).
+
+        Example:
+            >>> source.covers(zone.grid, ((0, 4096), (0, 4096)))
+        """
         if self.land is None:
             return True
         import shapely
@@ -141,6 +234,11 @@ class SyntheticSource:
         return bool(self._land_in(grid.crs).intersects(shapely.box(*window_bounds(grid, window))))
 
     def read(self, grid: PixelGrid, window: Window) -> xr.Dataset | None:
+        """The window's made-up pixels (nodata off ``land``), or ``None`` when it holds no land at all.
+
+        Example:
+            >>> pixels = source.read(zone.grid, ((0, 512), (0, 512)))
+        """
         part = window_grid(grid, window)
         inside = self._land_mask(part)
         if inside is not None and not inside.any():
@@ -199,8 +297,27 @@ class StacSource:
     """Pixels from STAC items, loaded per region window with :func:`xterramind.stac.load` (same bands,
     units, offsets and cloud masks as a cube loaded whole).
 
-    ``items``: the path of a static catalogue or item collection (each worker reads it once), a list of
-    items or an ``ItemCollection``, or the URL of a STAC API, searched per region in ``collections``.
+    Only the items whose bbox meets a region's window are loaded for it, so a catalogue of a continent
+    costs each region only its own scenes.
+
+    Args:
+        items (str | os.PathLike | list | pystac.ItemCollection): the path of a static catalogue or item
+            collection (each worker reads it once), a list of items or an ``ItemCollection``, or the URL of
+            a STAC API, searched per region in ``collections``.
+        modalities: any of ``"S2L2A"``, ``"S2L1C"``, ``"S1GRD"``, ``"S1RTC"``, ``"DEM"``.
+        collections: the collections to search a STAC API in, e.g. ``["sentinel-2-l2a"]``.
+        time: ``"2024-06-01"`` or ``"2024-06-01/2024-08-31"``.
+        composite: ``None``, or ``"median"`` for a cloud-masked median over the dates (a run takes one
+            date per pixel, so a range needs it).
+        mask_clouds: make S2L2A pixels that the scene classification flags (clouds, shadows) nodata.
+
+    Raises:
+        InputError: a bad option, no catalogue at the path, or an API URL without ``collections``.
+
+    Example:
+        >>> source = StacSource("https://earth-search.aws.element84.com/v1", ["S2L2A"],
+        ...                     collections=["sentinel-2-l2a"], time="2024-06-01/2024-08-31", composite="median")
+        >>> source = StacSource("catalog.json", ["S2L2A", "DEM"], time="2024-07-14")
     """
 
     def __init__(self, items, modalities: Sequence[str] = ("S2L2A",), *, collections: Sequence[str] | None = None,
@@ -225,6 +342,13 @@ class StacSource:
         self.time, self.composite, self.mask_clouds = time, composite, mask_clouds
 
     def prototype(self, grid: PixelGrid) -> xr.Dataset:
+        """A lazy all-zero cube on ``grid`` with the bands, dtypes and attributes :func:`xterramind.stac.load`
+        gives these modalities, without reading any item.
+
+        Example:
+            >>> StacSource("catalog.json", ["S2L2A"]).prototype(zone.grid).B04.dtype
+            dtype('uint16')
+        """
         from . import stac
 
         variables = {}
@@ -237,9 +361,23 @@ class StacSource:
         return _georeferenced(xr.Dataset(variables), grid)
 
     def covers(self, grid: PixelGrid, window: Window) -> bool:
+        """Whether an item's bbox meets the window (always ``True`` for a STAC API: searching is reading).
+
+        Example:
+            >>> source.covers(zone.grid, ((0, 4096), (0, 4096)))
+        """
         return self.url is not None or bool(self._items(grid, window))
 
     def read(self, grid: PixelGrid, window: Window) -> xr.Dataset | None:
+        """The window loaded from its items with :func:`xterramind.stac.load` onto the window's grid, in
+        memory, or ``None`` without items.
+
+        Raises:
+            InputError: the window has several dates and no ``composite``.
+
+        Example:
+            >>> pixels = source.read(zone.grid, ((0, 4096), (0, 4096)))
+        """
         from . import stac
 
         items = self._items(grid, window)

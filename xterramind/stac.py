@@ -64,8 +64,8 @@ def load(
     """One lazy, aligned cube of the given modalities from STAC items (see the module docstring).
 
     Args:
-        items: a ``pystac.ItemCollection``, a list of items, a ``pystac_client`` search, a catalogue,
-            or the path of a static catalogue or item collection.
+        items (pystac.ItemCollection | list | str): a ``pystac.ItemCollection``, a list of items, a
+            ``pystac_client`` search, a catalogue, or the path of a static catalogue or item collection.
         modalities: any of ``"S2L2A"``, ``"S2L1C"``, ``"S1GRD"``, ``"S1RTC"``, ``"DEM"``.
         bbox: ``(west, south, east, north)`` in degrees; or ``geometry`` (GeoJSON, lon/lat). Default:
             the items' extent.
@@ -118,7 +118,25 @@ def load(
 
 
 def load_by_zone(items, modalities: Sequence[str] = ("S2L2A",), *, bbox: Sequence[float], **options) -> dict[str, xr.Dataset]:
-    """One cube per UTM zone that ``bbox`` touches, each on its own zone's grid, keyed by EPSG code."""
+    """One cube per UTM zone that ``bbox`` touches, each on its own zone's grid, keyed by EPSG code.
+
+    For areas across zone boundaries, where :func:`load` raises unless ``crs=`` puts everything on one
+    grid: here each part stays on its own zone's grid, so Sentinel scenes keep their native UTM pixels.
+
+    Args:
+        items (pystac.ItemCollection | list | str): as for :func:`load`.
+        modalities: as for :func:`load`.
+        bbox: ``(west, south, east, north)`` in degrees.
+        **options (Any): the other options of :func:`load` (``time``, ``composite``, ``resolution``, ...).
+
+    Returns:
+        ``{"EPSG:32632": cube, "EPSG:32633": cube, ...}``, west to east.
+
+    Example:
+        >>> cubes = xterramind.stac.load_by_zone(search, ["S2L2A"], bbox=(11.0, 46.0, 13.0, 47.0), time="2024-07-14")
+        >>> for crs, cube in cubes.items():
+        ...     cube.terramind.embed(model).terramind.to_zarr(f"embeddings-{crs[5:]}.zarr")
+    """
     west, south, east, north = bbox
     zones = range(utm_zone(west), utm_zone(east) + 1)
     cubes = {}

@@ -61,7 +61,8 @@ class TerraMindModel:
     """A TerraMind model ready to run: configuration, weights, device and precision.
 
     Get one with :func:`xterramind.load_model`. The encoder is loaded at once; the decoder, which
-    only generation needs, on first use.
+    only generation needs, on first use. A handle pickles as its recipe (name, weights, device,
+    precision, seed), never its tensors, so Dask graphs stay small and each worker loads the weights once.
 
     Example:
         >>> model = xterramind.load_model("terramind_v1_tiny", weights="random")
@@ -87,10 +88,12 @@ class TerraMindModel:
 
     @property
     def name(self) -> str:
+        """The model's full name, e.g. ``"terramind_v1_base"`` (also for a handle loaded as ``"base"``)."""
         return self.config.name
 
     @property
     def is_random(self) -> bool:
+        """Whether the weights are seeded random (``weights="random"``): fine for plumbing, not for results."""
         return self._path is None
 
     @functools.cached_property
@@ -119,7 +122,15 @@ class TerraMindModel:
             return self._module
 
     def with_decoder(self) -> TerraMind:
-        """The whole encoder-decoder, loading the decoder weights if not loaded yet."""
+        """The whole encoder-decoder, loading the decoder weights if not loaded yet.
+
+        Generation calls it; call it yourself to pay the loading time up front.
+
+        Example:
+            >>> module = model.with_decoder()
+            >>> module.has_decoder
+            True
+        """
         with self._lock:
             if self._module is None or not self._module.has_decoder:
                 self._module = self._build(decoder=True)
@@ -139,7 +150,13 @@ class TerraMindModel:
     def tokenizer(self, modality: str) -> Tokenizer:
         """The tokenizer of a modality (``"LULC"``, ``"S2L2A"``, ...), loaded on first use under the
         model's weights policy: seeded random with ``weights="random"``, else the file given in
-        ``load_model(..., tokenizers={...})``, else the official file (found like the model's)."""
+        ``load_model(..., tokenizers={...})``, else the official file (found like the model's).
+
+        Example:
+            >>> tokenizer = model.tokenizer("LULC")
+            >>> tokenizer.config.modality
+            'tok_LULC'
+        """
         config = tokenizer_config(modality, self.config.tokenizers)
         with self._lock:
             if config.name not in self._tokenizers:
@@ -148,7 +165,11 @@ class TerraMindModel:
 
     def coords_tokenizer(self) -> CoordsTokenizer:
         """The coordinates vocabulary: the file given as ``tokenizers={"coords": path}``, else the official
-        ``config.json`` (``$XTERRAMIND_WEIGHTS_DIR``, the Hugging Face cache, then the hub)."""
+        ``config.json`` (``$XTERRAMIND_WEIGHTS_DIR``, the Hugging Face cache, then the hub).
+
+        Example:
+            >>> ids = model.coords_tokenizer().encode([[-75.8, 37.6]])   # on the CPU
+        """
         with self._lock:
             if "coords" not in self._tokenizers:
                 path = dict(self.recipe.tokenizers).get("coords") or locate_official(CoordsVocabulary())
@@ -166,7 +187,13 @@ class TerraMindModel:
         return self.coords_tokenizer().encode(lonlat).to(self.device)
 
     def tokenizer_weights_id(self, modality: str) -> str:
-        """``"random"`` or the sha256 of the tokenizer's checkpoint (or, for coords, vocabulary) file."""
+        """``"random"`` or the sha256 of the tokenizer's checkpoint (or, for coords, vocabulary) file:
+        what generated results record, next to :attr:`weights_id`. Loads the tokenizer if needed.
+
+        Example:
+            >>> model.tokenizer_weights_id("LULC")
+            'random'
+        """
         if modality == "coords":
             self.coords_tokenizer()
             return self._tokenizers["coords"][1]
@@ -190,9 +217,19 @@ class TerraMindModel:
     # -- running --------------------------------------------------------------------------------
 
     def encode(self, inputs, *, merge: str = "mean", layers=None):
-        """Encode standardized inputs (see :meth:`TerraMind.encode`) on the model's device and precision.
+        """Encode standardized inputs on the model's device and precision.
 
         Inputs may be tensors or numpy arrays; outputs are float32 tensors on the model's device.
+
+        Args:
+            inputs (Mapping[str, Tensor | ndarray]): modality name -> data. Raw images (``"S2L2A"``,
+                ``"S2L1C"``, ``"RGB"``, ``"S1GRD"``, ``"S1RTC"``, ``"DEM"``) as standardized ``(B, C, H, W)``
+                floats with H and W multiples of 16 (see :meth:`normalize`); token grids (``"tok_LULC"``, ...)
+                as ``(B, h, w)`` token ids; ``"coords"`` as ``(B, L)`` token ids (:meth:`tokenize_coords`).
+            merge: how modalities are combined: ``"mean"`` or ``"max"`` (``(B, N, D)``), ``"concat"`` along
+                features, ``"dict"`` (name -> ``(B, N_m, D)``) or ``"none"`` (the raw token sequence).
+            layers (int | Sequence[int] | None): ``None`` for every layer (a list), an index such as ``-1``
+                for one layer, or a list of indices. Only the last layer has the final norm applied.
 
         Example:
             >>> out = model.encode({"S2L2A": x, "S1GRD": s1}, merge="mean", layers=None)
@@ -217,7 +254,19 @@ class TerraMindModel:
 
     def detokenize(self, modality: str, tokens, *, seeds=None, timesteps: int = 50):
         """Tokens ``(B, h, w)`` -> LULC class logits, or standardized pixels from a DDIM decode whose
-        initial noise comes from one generator per item seeded with ``seeds`` (default 0, 1, ...)."""
+        initial noise comes from one generator per item seeded with ``seeds`` (default 0, 1, ...).
+
+        Args:
+            modality: ``"LULC"``, ``"S2L2A"``, ``"S1GRD"``, ...
+            tokens (Tensor | ndarray): int token ids ``(B, h, w)``, e.g. from :meth:`tokenize` or
+                :meth:`generate` with ``decode=False``.
+            seeds (Sequence[int] | None): one seed per item; the same seed gives the same pixels.
+            timesteps: diffusion steps for images (50, as the reference; fewer is faster and coarser).
+
+        Example:
+            >>> pixels = model.detokenize("S2L2A", tokens, seeds=[0], timesteps=10)
+            >>> model.denormalize("S2L2A", pixels)   # back to reflectance x 10000
+        """
         tokenizer, tokens = self.tokenizer(modality), _as_tensor(modality, tokens).to(self.device)
         generators = [torch.Generator().manual_seed(int(s)) for s in (seeds if seeds is not None else range(len(tokens)))]
         with torch.inference_mode(), runtime.autocast(self.device, self.precision):
@@ -250,12 +299,30 @@ class TerraMindModel:
         return {name.removeprefix("tok_"): _to_float32(value) for name, value in out.items()}
 
     def normalize(self, name: str, x):
-        """Standardize ``(..., C, H, W)`` data in physical units with the model's statistics."""
+        """Standardize ``(..., C, H, W)`` data in physical units with the model's statistics.
+
+        Works on tensors and numpy arrays alike and keeps their type; TerraMind only sees standardized
+        inputs, so every raw image goes through here first.
+
+        Args:
+            name: the modality, e.g. ``"S2L2A"`` (12 bands) or ``"S1GRD"`` (VV, VH in dB).
+            x (Tensor | ndarray): the data, its channels in the modality's band order.
+
+        Raises:
+            InputError: the channel count is not the modality's, or it has no statistics (token inputs).
+
+        Example:
+            >>> x = model.normalize("S2L2A", torch.full((1, 12, 224, 224), 1500.0))
+        """
         mean, std = _stats(name, x)
         return (x - mean) / std
 
     def denormalize(self, name: str, x):
-        """Undo :meth:`normalize`: standardized values back to physical units."""
+        """Undo :meth:`normalize`: standardized values back to physical units.
+
+        Example:
+            >>> image = model.denormalize("S2L2A", model.generate({"S1GRD": s1}, ["S2L2A"], seeds=[0])["S2L2A"])
+        """
         mean, std = _stats(name, x)
         return x * std + mean
 

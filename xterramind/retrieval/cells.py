@@ -30,6 +30,19 @@ META = "_export.json"  # "_" keeps it out of the GeoParquet dataset the folder i
 
 @dataclass
 class ExportReport:
+    """What an export wrote; ``str(report)`` gives a one-line summary.
+
+    Attributes:
+        path: the export's folder (open it with :func:`xterramind.retrieval.open`).
+        parts: GeoParquet files written (parts without a valid cell are left out).
+        rows: cells written.
+        seconds: wall time, the index included.
+
+    Example:
+        >>> report = embeddings.terramind.export("cells")
+        >>> report.rows, report.parts
+    """
+
     path: str
     parts: int
     rows: int
@@ -54,7 +67,29 @@ class _Cells:
 def export(embeddings: xr.DataArray, path, *, cell: int = 224, quantize: str | None = None, index: str | None = "auto",
            overwrite: bool = False, progress_bar: bool | None = None) -> ExportReport:
     """Pool ``embeddings`` (``(time,) embedding, y, x`` on a token grid) into cells and write them as
-    GeoParquet parts under ``path``, then (unless ``index=None``) build a nearest-neighbour index there."""
+    GeoParquet parts under ``path``, then (unless ``index=None``) build a nearest-neighbour index there.
+
+    One part per chunk (and date), written by the chunk's own task, so no table is ever whole in memory;
+    ``geopandas.read_parquet(path)`` reads them all. The same as ``embeddings.terramind.export(path)``.
+
+    Args:
+        embeddings: the embeddings DataArray from ``embed``, lazy or opened from its zarr store.
+        path (str | os.PathLike): the folder to write; it must not exist unless ``overwrite``.
+        cell: cell side in pixels, a multiple of the 16-px token (224: one TerraMind tile).
+        quantize: ``None`` (float32 vectors) or ``"int8"`` (int8 with one float32 scale per vector, a
+            quarter of the size).
+        index: ``"auto"`` (exact up to 100,000 cells, else faiss IVF), ``"exact"``, ``"ivf"``, or ``None``
+            for no index (build it later with :meth:`CellSet.build_index`).
+        overwrite: replace an existing folder at ``path``.
+        progress_bar: show a progress bar; default in Jupyter or a terminal.
+
+    Raises:
+        InputError: not embeddings, a bad ``cell`` or ``quantize``, ``path`` exists, or no valid cell.
+
+    Example:
+        >>> report = xterramind.retrieval.export(embeddings, "cells", cell=448, quantize="int8")
+        >>> print(report)
+    """
     started = clock.perf_counter()
     size = _cell_tokens(embeddings, cell)
     if quantize not in (None, "int8"):

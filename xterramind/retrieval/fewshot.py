@@ -23,12 +23,22 @@ NO_LABEL = -1
 def fewshot(embeddings: xr.DataArray, examples: Mapping, *, crs: str = "EPSG:4326") -> xr.Dataset:
     """Label every token of ``embeddings`` (``embedding, y, x``) by its most similar class centroid.
 
-    Args:
-        examples: ``{label: [points or polygons]}``; a point is ``(x, y)``, a polygon a shapely geometry
-            or GeoJSON; or a GeoDataFrame with a ``label`` column.
+    Each label's centroid is the mean of its examples' unit embeddings (the TerraMind paper's few-shot
+    protocol), so one example per label already gives a map; more examples, or polygons, steady it.
 
-    Returns a lazy Dataset: ``label`` (int16 index into ``attrs["labels"]``, -1 where the embedding is
-    NaN) and ``similarity`` (cosine to the chosen centroid).
+    Args:
+        embeddings: the result of ``embed`` for one date (select it first with ``isel(time=...)``).
+        examples: ``{label: [points or polygons]}``; a point is ``(x, y)``, a polygon a shapely geometry
+            or GeoJSON; or a GeoDataFrame with a ``label`` column. At least two labels.
+        crs: the CRS of the examples' coordinates.
+
+    Returns:
+        A lazy Dataset: ``label`` (int16 index into ``attrs["labels"]``, -1 where the embedding is NaN)
+        and ``similarity`` (cosine to the chosen centroid).
+
+    Raises:
+        InputError: several dates, fewer than two labels, or a label whose examples all miss the grid or
+            lie where the embedding is NaN.
 
     Example:
         >>> mapped = embeddings.terramind.fewshot({"water": [(-75.85, 37.60)], "forest": [(-75.93, 37.68)]})

@@ -14,7 +14,17 @@ from .index import VectorIndex
 
 
 def open(path) -> CellSet:
-    """Open a cell export written by :func:`xterramind.retrieval.export`."""
+    """Open a cell export written by :func:`xterramind.retrieval.export`.
+
+    Only the export's metadata is read now; parts, vectors and the index are read when a query needs them.
+
+    Raises:
+        InputError: ``path`` is not a cell export.
+
+    Example:
+        >>> cells = xterramind.retrieval.open("cells")
+        >>> len(cells)
+    """
     folder = Path(path)
     if not (folder / META).is_file():
         raise InputError(f"{folder} is not an xterramind cell export (no {META}); write one with embeddings.terramind.export()")
@@ -22,7 +32,16 @@ def open(path) -> CellSet:
 
 
 class CellSet:
-    """The cells of an export: their table (GeoParquet parts), their vectors and their index."""
+    """The cells of an export: their table (GeoParquet parts), their vectors and their index.
+
+    Cells are addressed by row number, counted across the parts in order; get one with
+    :func:`xterramind.retrieval.open`.
+
+    Example:
+        >>> cells = xterramind.retrieval.open("cells")
+        >>> hits = cells.similar((-75.80, 37.62), k=10)
+        >>> cells.meta["model"], cells.meta["crs"]
+    """
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
@@ -40,7 +59,12 @@ class CellSet:
     # -- vectors and rows -------------------------------------------------------------------------
 
     def vector_batches(self, columns=("embedding",)):
-        """Yield the vectors of each part, in row order, as float32 ``(rows, dim)``."""
+        """Yield the vectors of each part, in row order, as float32 ``(rows, dim)`` (int8 vectors rescaled),
+        one part at a time so that any export fits in memory.
+
+        Example:
+            >>> total = sum(batch.sum(axis=0) for batch in cells.vector_batches())
+        """
         import pyarrow.parquet as pq
 
         for name in self.parts:
@@ -54,7 +78,13 @@ class CellSet:
         return values
 
     def rows(self, ids: Sequence[int]):
-        """The cells with these row numbers, as a GeoDataFrame in the given order."""
+        """The cells with these row numbers, as a GeoDataFrame in the given order (index: their position).
+
+        Only the parts holding them are read.
+
+        Example:
+            >>> cells.rows([0, 41, 7])[["cell_id", "lon", "lat", "geometry"]]
+        """
         import geopandas
         import pandas
 
@@ -71,7 +101,14 @@ class CellSet:
 
     def cells_in(self, geometry) -> np.ndarray:
         """Row numbers of the cells intersecting ``geometry`` (a shapely geometry in the export's CRS).
-        Each part's covering-bbox columns pick the candidates; only those are tested exactly."""
+
+        Each part's covering-bbox columns pick the candidates; only those are tested exactly.
+
+        Example:
+            >>> import shapely
+            >>> ids = cells.cells_in(shapely.box(420_000, 4_160_000, 425_000, 4_165_000))
+            >>> cells.rows(ids)
+        """
         import geopandas
         import pyarrow.parquet as pq
         import shapely
@@ -88,6 +125,12 @@ class CellSet:
         return np.concatenate(found) if found else np.empty(0, dtype=np.int64)
 
     def vectors(self, ids: Sequence[int]) -> np.ndarray:
+        """The vectors of the cells with these row numbers, float32 ``(len(ids), dim)`` in the given order.
+
+        Example:
+            >>> cells.vectors([0, 1]).shape
+            (2, 768)
+        """
         import pyarrow.parquet as pq
 
         ids = np.asarray(ids, dtype=np.int64)
@@ -103,12 +146,24 @@ class CellSet:
     # -- the index --------------------------------------------------------------------------------
 
     def build_index(self, kind: str = "auto", nprobe: int | None = None) -> VectorIndex:
-        """Build (or rebuild) the nearest-neighbour index beside the parts."""
+        """Build (or rebuild) the nearest-neighbour index beside the parts, e.g. after exporting with
+        ``index=None`` or to trade speed for recall.
+
+        Args:
+            kind: ``"auto"`` (exact up to 100,000 cells, else ``"ivf"``), ``"exact"`` (one memory-mapped
+                matrix) or ``"ivf"`` (faiss, 8-bit vectors; needs ``faiss-cpu``).
+            nprobe: ``ivf`` lists searched per query (default a twentieth of them): more is slower and
+                finds more of the true nearest cells.
+
+        Example:
+            >>> cells.build_index("ivf", nprobe=64)
+        """
         self._index = VectorIndex.build(self.vector_batches, len(self), self.meta["dim"], self.folder, kind, nprobe)
         return self._index
 
     @property
     def index(self) -> VectorIndex:
+        """The nearest-neighbour index, loaded on first use; raises if the export has none yet."""
         if self._index is None:
             if not (self.folder / "_index.json").exists():
                 raise InputError(f"{self.folder} has no index yet: cells.build_index()")
@@ -138,6 +193,16 @@ class CellSet:
         return hits
 
     def query_vector(self, query, crs: str = "EPSG:4326") -> np.ndarray:
+        """The vector :meth:`similar` searches with: ``query`` itself when it is a vector, else the mean
+        of the cells under a point, bbox or polygon (given in ``crs``).
+
+        Raises:
+            InputError: no exported cell lies under the query.
+
+        Example:
+            >>> water = cells.query_vector((-75.85, 37.60))
+            >>> cells.similar(water - cells.query_vector((-75.70, 37.66)), k=5)
+        """
         array = np.asarray(query, dtype=np.float64) if not _is_geometry(query) else None
         if array is not None and array.ndim == 1 and len(array) == self.meta["dim"]:
             return array.astype(np.float32)
