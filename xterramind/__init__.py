@@ -1,25 +1,31 @@
-"""xterramind: TerraMind, the any-to-any Earth-observation foundation model, over datacubes of any size.
+"""TerraMind, the any-to-any Earth-observation foundation model, over datacubes of any size.
 
-Start here:
+A first map (the bundled real Sentinel-2 scene; official weights, or weights="random" offline):
 
     >>> import xterramind
-    >>> xterramind.list_models()
-    ['terramind_v1_tiny', 'terramind_v1_small', 'terramind_v1_base', 'terramind_v1_large']
-    >>> model = xterramind.load_model("terramind_v1_tiny")          # official weights
-    >>> model = xterramind.load_model("terramind_v1_tiny", weights="random")   # offline, untrained
-    >>> tokens = model.encode({"S2L2A": model.normalize("S2L2A", pixels)})   # (B, 196, 192)
+    >>> cube = xterramind.open_sample()                          # lazy, georeferenced xarray cube
+    >>> model = xterramind.load_model("terramind_v1_tiny")       # official weights (Hugging Face)
+    >>> lulc = cube.terramind.generate("LULC", model, seed=42)   # land cover, lazy, on the cube's grid
+    >>> lulc.terramind.plot().savefig("lulc.png")                # nine classes with a legend
+    >>> lulc.terramind.to_zarr("lulc.zarr")                      # georeferenced zarr, resumable
 
-On xarray cubes (any georeferenced Dataset or DataArray with y/x dims and band names):
+Any georeferenced cube works: an xarray Dataset (one variable per band) or DataArray (a ``band`` dimension)
+with dims ``y`` and ``x``, bands named like Sentinel-2 (``B02``/``blue``...), Sentinel-1 (``vv``, ``vh``) or
+DEM. On it, ``cube.terramind`` offers:
 
-    >>> cube = xterramind.open_sample()
-    >>> cube.terramind.embed(model).terramind.to_zarr("embeddings.zarr")
-    >>> cube.terramind.generate("LULC", model, seed=42).terramind.to_zarr("lulc.zarr")
+    embed(model)               embeddings, one vector per 16 x 16 pixels
+    generate(targets, model)   other modalities: "LULC", "S1GRD", "DEM", "NDVI", ...
+    tokenize / detokenize      TerraMind's discrete tokens and back
+    plot()                     the right picture for what it is
+    to_zarr(path)              compute and write, region by region
+    export(path), fewshot()    embeddings to searchable GeoParquet cells; maps from a few examples
 
-From STAC items (Earth Search, Planetary Computer, a static catalogue), one aligned, lazy cube:
+Where the pixels come from: ``xterramind.stac.load(...)`` (STAC APIs and catalogues). Whole areas, up to a
+continent, on a Dask cluster: ``xterramind.planner.plan_area`` and ``xterramind.runner.run``, or the command
+``xterramind run CONFIG``. Models: ``xterramind.list_models()``; tensors in, tensors out: ``model.encode``.
 
-    >>> cube = xterramind.stac.load(search, ["S2L2A", "S1GRD", "DEM"], bbox=area, time="2024-07-01/2024-07-31")
-
-Errors raised on purpose are subclasses of :class:`xterramind.errors.XterramindError`.
+Every error raised on purpose is an ``xterramind.errors.XterramindError`` whose message says how to fix it.
+Docs: the ``docs/`` site (``mkdocs serve``) and ``notebooks/quickstart.ipynb``.
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -110,35 +110,84 @@ def run(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+EXAMPLES = """\
+start here:
+  xterramind demo                  embed the bundled Sentinel-2 scene and map its land cover (zarr + PNG)
+  xterramind demo --download       the same with TerraMind's official weights (fetched once)
+
+embeddings search:
+  xterramind export xterramind-demo/embeddings.zarr cells
+  xterramind search cells --lonlat -75.62 37.67 -k 5
+
+an area on a Dask cluster:
+  xterramind run area.yaml --dry-run      zones, regions, tiles, output size, device-hours
+  xterramind run area.yaml                run it (again, to finish an interrupted run)
+
+In Python: import xterramind; help(xterramind). Notebooks: notebooks/quickstart.ipynb.
+"""
+
+RUN_EXAMPLE = """\
+a minimal area.yaml:
+  area: [9.0, 45.0, 9.5, 45.5]            # west, south, east, north (degrees), or a GeoJSON file
+  source: {stac: https://earth-search.aws.element84.com/v1, collections: [sentinel-2-l2a],
+           modalities: [S2L2A], time: 2024-06-01/2024-08-31, composite: median}
+  verb: embed                             # embed | generate | tokenize
+  model: terramind_v1_base
+  output: area.zarr
+  cluster: tcp://scheduler:8786           # leave out for a cluster on this machine
+
+Every key: python -c "import xterramind.config; help(xterramind.config)".
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="xterramind", description="TerraMind over Earth-observation datacubes.")
+    """The ``xterramind`` command: parse ``argv`` and run the subcommand; 1 on an xterramind error (printed).
+
+    Example:
+        >>> main(["models"])
+        terramind_v1_tiny
+        ...
+    """
+    parser = argparse.ArgumentParser(prog="xterramind", formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     description="TerraMind, the any-to-any Earth-observation foundation model, over "
+                                     "satellite datacubes of any size.", epilog=EXAMPLES)
     parser.add_argument("--version", action="version", version=f"xterramind {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    run_demo = commands.add_parser("demo", help="embed the bundled Sentinel-2 scene and generate its land cover, into zarr")
-    run_demo.add_argument("--model", default="terramind_v1_tiny", choices=list_models(include_micro=True))
-    run_demo.add_argument("--output", default="xterramind-demo", help="folder for the store and the picture")
-    run_demo.add_argument("--zarr-format", type=int, default=3, choices=(2, 3), help="2 for GDAL 3.6-3.10 (QGIS)")
-    run_demo.add_argument("--download", action="store_true", help="download the official weights if missing")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, summary: str, epilog: str | None = None) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".",
+                                   epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    run_demo = command("demo", "embed the bundled Sentinel-2 scene and generate its land cover, into zarr + a PNG")
+    run_demo.add_argument("--model", default="terramind_v1_tiny", choices=list_models(include_micro=True),
+                          metavar="NAME", help="a name from `xterramind models` (default: terramind_v1_tiny)")
+    run_demo.add_argument("--output", default="xterramind-demo", help="folder for the stores and the picture "
+                          "(default: xterramind-demo)")
+    run_demo.add_argument("--zarr-format", type=int, default=3, choices=(2, 3), help="3 (default) or 2 for GDAL "
+                          "3.6-3.10 (QGIS)")
+    run_demo.add_argument("--download", action="store_true", help="download the official weights if missing "
+                          "(otherwise: random weights, said loudly)")
     run_demo.set_defaults(run=demo)
-    commands.add_parser("models", help="list the model names").set_defaults(run=lambda _: print("\n".join(list_models())))
-    run_export = commands.add_parser("export", help="pool an embeddings zarr store into GeoParquet cells + an index")
+    command("models", "list the model names").set_defaults(run=lambda _: print("\n".join(list_models())))
+    run_export = command("export", "pool an embeddings zarr store into GeoParquet cells and a search index")
     run_export.add_argument("store", help="a zarr store written by embeddings.terramind.to_zarr()")
     run_export.add_argument("output", help="the folder to write (GeoParquet parts, _export.json, the index)")
     run_export.add_argument("--cell", type=int, default=224, help="cell side in pixels, a multiple of 16 (default 224)")
     run_export.add_argument("--int8", action="store_true", help="store int8 vectors with a per-vector scale")
-    run_export.add_argument("--index", default="auto", choices=("auto", "exact", "ivf"), help="nearest-neighbour index")
+    run_export.add_argument("--index", default="auto", choices=("auto", "exact", "ivf"), help="nearest-neighbour "
+                            "index (default auto: exact up to 100,000 cells, IVF beyond)")
     run_export.add_argument("--variable", default="embeddings", help="the store's embeddings variable")
     run_export.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     run_export.set_defaults(run=export)
-    run_search = commands.add_parser("search", help="find the cells most similar to a place")
+    run_search = command("search", "find the cells most similar to a place")
     run_search.add_argument("export", help="a folder written by `xterramind export`")
     where = run_search.add_mutually_exclusive_group(required=True)
     where.add_argument("--lonlat", nargs=2, type=float, metavar=("LON", "LAT"), help="the cell at this point")
     where.add_argument("--bbox", nargs=4, type=float, metavar=("W", "S", "E", "N"), help="the mean of these cells")
     run_search.add_argument("-k", type=int, default=10, help="how many hits (default 10)")
     run_search.set_defaults(run=search)
-    run_area = commands.add_parser("run", help="run a verb over an area on a Dask cluster, from a configuration file")
-    run_area.add_argument("config", help="a YAML file: area, source, verb, model, output, cluster (see xterramind.config)")
+    run_area = command("run", "run a verb over an area on a Dask cluster, from a configuration file", RUN_EXAMPLE)
+    run_area.add_argument("config", help="a YAML file: area, source, verb, model, output, cluster")
     run_area.add_argument("--dry-run", action="store_true", help="print the zones, regions, tiles, output size and "
                           "model time, and stop")
     run_area.add_argument("--limit", type=int, help="compute at most this many regions (a trial)")

@@ -15,12 +15,15 @@ A YAML (or JSON) mapping; paths are relative to the file:
     options: {batch_size: 64}           # the verb's options, e.g. {targets: [LULC], seed: 0} to generate
     model: terramind_v1_base
     weights: auto                       # auto | random | a checkpoint file
+    device: auto                        # auto | cuda | cuda:N | cpu (each worker's device)
+    precision: auto                     # auto | fp32 | bf16 | fp16
     output: area.zarr
     cluster: tcp://scheduler:8786       # default: a cluster on this machine
     resolution: 10                      # metres per pixel (STAC and synthetic sources)
     region: 256                         # region (store chunk) side in tokens
     in_flight: 32                       # regions on the cluster at once
     gpu: auto                           # auto | true | false
+    zarr_format: 3                      # 2 for GDAL 3.6-3.10 (QGIS)
 """
 
 from __future__ import annotations
@@ -40,10 +43,10 @@ __all__ = ["RunConfig", "load_config"]
 @dataclass
 class RunConfig:
     """A checked run configuration: the file's settings (see the module docstring), paths resolved against
-    ``folder``, and the objects a run needs made from them. Get one with :func:`load_config`.
+    ``folder``, and the objects a run needs made from them. Get one with ``load_config``.
 
     ``xterramind run`` makes the source, plan and model with the three methods below and hands them to
-    :func:`xterramind.runner.run`; do the same to run a configuration from Python, e.g. on your own client.
+    ``xterramind.runner.run``; do the same to run a configuration from Python, e.g. on your own client.
 
     Example:
         >>> config = load_config("europe.yaml")
@@ -70,8 +73,8 @@ class RunConfig:
     folder: Path = Path(".")
 
     def make_source(self):
-        """The source the ``source:`` setting names: a :class:`xterramind.sources.StacSource`, a
-        :class:`xterramind.sources.CubeSource` of the opened cube, or a :class:`xterramind.sources.SyntheticSource`.
+        """The source the ``source:`` setting names: a ``xterramind.sources.StacSource``, a
+        ``xterramind.sources.CubeSource`` of the opened cube, or a ``xterramind.sources.SyntheticSource``.
 
         Example:
             >>> source = load_config("europe.yaml").make_source()
@@ -92,8 +95,8 @@ class RunConfig:
         return sources.StacSource(where, self.source.get("modalities", ["S2L2A"]), **extra)
 
     def make_plan(self, source):
-        """The plan of ``area``: on the cube's own grid for a cube source (:func:`xterramind.planner.plan_grid`),
-        else one grid per UTM zone at ``resolution`` (:func:`xterramind.planner.plan_area`).
+        """The plan of ``area``: on the cube's own grid for a cube source (``xterramind.planner.plan_grid``),
+        else one grid per UTM zone at ``resolution`` (``xterramind.planner.plan_area``).
 
         Example:
             >>> plan = config.make_plan(config.make_source())
@@ -110,7 +113,7 @@ class RunConfig:
 
     def make_model(self):
         """The model of ``model``, ``weights``, ``device`` and ``precision``, loaded with
-        :func:`xterramind.load_model` (a checkpoint path is relative to the file).
+        ``xterramind.load_model`` (a checkpoint path is relative to the file).
 
         Example:
             >>> model = load_config("europe.yaml").make_model()
