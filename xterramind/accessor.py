@@ -21,7 +21,7 @@ class TerraMindAccessor:
         the token grid: one cell per 16 x 16 pixels, same CRS and origin, 16 x the pixel size.
 
         Args:
-            model: a handle from :func:`xterramind.load_model`.
+            model: a handle from ``xterramind.load_model``.
             modalities: ``None`` to find them from band names, a list such as ``["S2L2A", "S1GRD"]``,
                 or a mapping ``{"S2L2A": [band names in model order]}`` or ``{"S1GRD": other_cube}``.
             layer: encoder layer to return (default ``-1``, the last, normalized).
@@ -52,9 +52,9 @@ class TerraMindAccessor:
 
         Args:
             targets: a name or a list, e.g. ``"LULC"`` or ``["S1GRD", "LULC"]``.
-            model: a handle from :func:`xterramind.load_model`; its tokenizers follow its weights policy.
+            model: a handle from ``xterramind.load_model``; its tokenizers follow its weights policy.
             seed: the same seed gives the same result on any chunking and cluster.
-            modalities, tile_size, overlap, chunks, batch_size: as for :meth:`embed`.
+            modalities, tile_size, overlap, chunks, batch_size: as for ``embed``.
             top_k, top_p, temperature: token sampling (defaults 0, 0.8, 1.0, as the reference).
             timesteps: diffusion steps for image targets (default 50, as the reference).
 
@@ -87,11 +87,11 @@ class TerraMindAccessor:
 
         Each ``cell`` x ``cell`` px cell (224: one tile) gets the mean of its valid tokens, its footprint,
         centre lon/lat, time, valid fraction, model and weights. ``quantize="int8"`` stores int8 vectors
-        with a per-vector scale. Open the result with :func:`xterramind.retrieval.open`.
+        with a per-vector scale. Open the result with ``xterramind.retrieval.open``.
 
         Example:
             >>> embeddings.terramind.export("cells", cell=224)
-            >>> xterramind.retrieval.open("cells").similar((-75.80, 37.62), k=10)
+            >>> xterramind.retrieval.open("cells").similar((-75.62, 37.67), k=10)
         """
         return retrieval.export(self._obj, path, cell=cell, quantize=quantize, index=index, overwrite=overwrite,
                                 progress_bar=progress)
@@ -100,7 +100,7 @@ class TerraMindAccessor:
         """Map labels over these embeddings from a few examples per label (nearest class centroid).
 
         Example:
-            >>> embeddings.terramind.fewshot({"water": [(-75.85, 37.60)], "marsh": [(-75.70, 37.66)]})
+            >>> embeddings.terramind.fewshot({"water": [(-75.621, 37.655)], "marsh": [(-75.61, 37.681)]})
         """
         return retrieval.fewshot(self._obj, examples, crs=crs)
 
@@ -110,7 +110,7 @@ class TerraMindAccessor:
         composite, anything else on a colour scale. Reads at most ``max_size`` (1024) pixels a side.
 
         Options: ``bands`` (one or three band names), ``ax``, ``max_size``, ``title``; see
-        :func:`xterramind.plot.plot`.
+        ``xterramind.plot.plot``.
 
         Example:
             >>> cube.terramind.plot()                                   # false colour (NIR, red, green)

@@ -3,8 +3,8 @@ search and few-shot mapping.
 
     >>> report = embeddings.terramind.export("virginia-cells", cell=224)     # GeoParquet parts + an index
     >>> cells = xterramind.retrieval.open("virginia-cells")
-    >>> cells.similar((-75.80, 37.62), k=10)                                  # a GeoDataFrame of hits
-    >>> labels = embeddings.terramind.fewshot({"water": [(-75.85, 37.60)], "marsh": [(-75.70, 37.66)]})
+    >>> cells.similar((-75.62, 37.67), k=10)                                  # a GeoDataFrame of hits
+    >>> labels = embeddings.terramind.fewshot({"water": [(-75.621, 37.655)], "marsh": [(-75.61, 37.681)]})
 """
 
 from .cells import ExportReport, export

@@ -33,7 +33,7 @@ class ExportReport:
     """What an export wrote; ``str(report)`` gives a one-line summary.
 
     Attributes:
-        path: the export's folder (open it with :func:`xterramind.retrieval.open`).
+        path: the export's folder (open it with ``xterramind.retrieval.open``).
         parts: GeoParquet files written (parts without a valid cell are left out).
         rows: cells written.
         seconds: wall time, the index included.
@@ -79,7 +79,7 @@ def export(embeddings: xr.DataArray, path, *, cell: int = 224, quantize: str | N
         quantize: ``None`` (float32 vectors) or ``"int8"`` (int8 with one float32 scale per vector, a
             quarter of the size).
         index: ``"auto"`` (exact up to 100,000 cells, else faiss IVF), ``"exact"``, ``"ivf"``, or ``None``
-            for no index (build it later with :meth:`CellSet.build_index`).
+            for no index (build it later with ``CellSet.build_index``).
         overwrite: replace an existing folder at ``path``.
         progress_bar: show a progress bar; default in Jupyter or a terminal.
 

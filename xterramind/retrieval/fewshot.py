@@ -41,7 +41,7 @@ def fewshot(embeddings: xr.DataArray, examples: Mapping, *, crs: str = "EPSG:432
             lie where the embedding is NaN.
 
     Example:
-        >>> mapped = embeddings.terramind.fewshot({"water": [(-75.85, 37.60)], "forest": [(-75.93, 37.68)]})
+        >>> mapped = embeddings.terramind.fewshot({"water": [(-75.621, 37.655)], "fields": [(-75.64, 37.687)]})
         >>> mapped.label.plot()
     """
     if "time" in embeddings.dims:

@@ -14,7 +14,7 @@ from .index import VectorIndex
 
 
 def open(path) -> CellSet:
-    """Open a cell export written by :func:`xterramind.retrieval.export`.
+    """Open a cell export written by ``xterramind.retrieval.export``.
 
     Only the export's metadata is read now; parts, vectors and the index are read when a query needs them.
 
@@ -35,11 +35,11 @@ class CellSet:
     """The cells of an export: their table (GeoParquet parts), their vectors and their index.
 
     Cells are addressed by row number, counted across the parts in order; get one with
-    :func:`xterramind.retrieval.open`.
+    ``xterramind.retrieval.open``.
 
     Example:
         >>> cells = xterramind.retrieval.open("cells")
-        >>> hits = cells.similar((-75.80, 37.62), k=10)
+        >>> hits = cells.similar((-75.62, 37.67), k=10)
         >>> cells.meta["model"], cells.meta["crs"]
     """
 
@@ -180,7 +180,7 @@ class CellSet:
         touches; or a vector of the embedding's length.
 
         Example:
-            >>> cells.similar((-75.80, 37.62), k=5)[["cell_id", "score", "geometry"]]
+            >>> cells.similar((-75.62, 37.67), k=5)[["cell_id", "score", "geometry"]]
         """
         if k < 1:
             raise InputError(f"k must be at least 1, got {k}")
@@ -193,15 +193,15 @@ class CellSet:
         return hits
 
     def query_vector(self, query, crs: str = "EPSG:4326") -> np.ndarray:
-        """The vector :meth:`similar` searches with: ``query`` itself when it is a vector, else the mean
+        """The vector ``similar`` searches with: ``query`` itself when it is a vector, else the mean
         of the cells under a point, bbox or polygon (given in ``crs``).
 
         Raises:
             InputError: no exported cell lies under the query.
 
         Example:
-            >>> water = cells.query_vector((-75.85, 37.60))
-            >>> cells.similar(water - cells.query_vector((-75.70, 37.66)), k=5)
+            >>> water = cells.query_vector((-75.621, 37.655))
+            >>> cells.similar(water - cells.query_vector((-75.61, 37.681)), k=5)
         """
         array = np.asarray(query, dtype=np.float64) if not _is_geometry(query) else None
         if array is not None and array.ndim == 1 and len(array) == self.meta["dim"]:
