@@ -2,7 +2,7 @@
 
 A region task gets the pixel windows of its tiles (region plus halo, read from the cube), cuts the
 tiles, runs them through the model in batches on the worker's shared copy, and assembles its block:
-token outputs keep each tile's own tokens (:mod:`xterramind.grid`), pixel outputs blend overlapping
+token outputs keep each tile's own tokens (``xterramind.grid``), pixel outputs blend overlapping
 tiles with a smooth window. Nothing runs until the result is computed or written.
 
 Nodata: a pixel is valid when every band of every modality is finite and differs from its band's
@@ -371,7 +371,7 @@ def embed_verb(
 
 
 def embed(cube: xr.Dataset | xr.DataArray, model: TerraMindModel, modalities=None, **options) -> xr.DataArray:
-    """Lazily embed a cube (see :func:`embed_verb` and the accessor)."""
+    """Lazily embed a cube (see ``embed_verb`` and the accessor)."""
     return embed_verb(cube, model, modalities, **options).lazy()
 
 

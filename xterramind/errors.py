@@ -1,4 +1,4 @@
-"""Exception types. Every error xterramind raises on purpose is an :class:`XterramindError`.
+"""Exception types. Every error xterramind raises on purpose is an ``XterramindError``.
 
 Each message says what was wrong and how to fix it.
 """

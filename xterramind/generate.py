@@ -1,7 +1,7 @@
 """Generation verbs on the engine's regions: ``generate``, ``tokenize`` and ``detokenize``.
 
 Pixel outputs are blended: every tile overlapping a region contributes, weighted by a raised-cosine
-ramp across the pixels it shares with its neighbours (:meth:`AxisTiling.blend_weights`). LULC blends
+ramp across the pixels it shares with its neighbours (``AxisTiling.blend_weights``). LULC blends
 class probabilities (each tile's softmax) and takes the argmax after blending; images blend pixels.
 Every tile draws its randomness from a generator seeded by (seed, the tile's global position), so a
 tile computed by two neighbouring regions, on any worker, gives the same result.
@@ -175,7 +175,7 @@ def generate_verb(
 
 
 def generate(cube: xr.Dataset | xr.DataArray, targets: str | Sequence[str], model: TerraMindModel, **options) -> xr.Dataset:
-    """Lazily generate ``targets`` from the cube (see :func:`generate_verb` and the accessor)."""
+    """Lazily generate ``targets`` from the cube (see ``generate_verb`` and the accessor)."""
     return generate_verb(cube, targets, model, **options).lazy()
 
 
@@ -281,7 +281,7 @@ def tokenize_verb(cube, modality: str, model: TerraMindModel, *, tile_size=None,
 
 
 def tokenize(cube, modality: str, model: TerraMindModel, **options) -> xr.DataArray:
-    """Lazily tokenize one modality of the cube (see :func:`tokenize_verb` and the accessor)."""
+    """Lazily tokenize one modality of the cube (see ``tokenize_verb`` and the accessor)."""
     return tokenize_verb(cube, modality, model, **options).lazy()
 
 

@@ -225,7 +225,7 @@ def regions(tiling: Tiling, chunk: int, cover: bool = False) -> list[list[Region
 
 
 def region_at(tiling: Tiling, chunk: int, row: int, col: int, cover: bool = False) -> Region:
-    """The region in row ``row`` and column ``col`` of :func:`regions`, without making the others."""
+    """The region in row ``row`` and column ``col`` of ``regions``, without making the others."""
     return Region(row_span(tiling, chunk, row, cover), column_span(tiling, chunk, col, cover))
 
 

@@ -35,7 +35,7 @@ class Zone:
     the unit that one opened result covers.
 
     Attributes:
-        name: the zone's name and store subgroup, e.g. ``"utm33n"`` (see :func:`zone_name`).
+        name: the zone's name and store subgroup, e.g. ``"utm33n"`` (see ``zone_name``).
         tiling: the zone's pixel grid and how tiles cover it.
         chunk: the region (and store chunk) side, in tokens.
         cells: ``(regions, 2)`` row and column of each region the area touches, row-major.
@@ -114,10 +114,10 @@ class Zone:
 
 @dataclass(frozen=True)
 class Plan:
-    """The zones of an area, each with its grid and regions: what :func:`xterramind.runner.run` runs.
+    """The zones of an area, each with its grid and regions: what ``xterramind.runner.run`` runs.
 
     Attributes:
-        zones: one :class:`Zone` per UTM zone and hemisphere the area covers (one for :func:`plan_grid`).
+        zones: one ``Zone`` per UTM zone and hemisphere the area covers (one for ``plan_grid``).
         resolution: metres (or the grid's units) per pixel.
 
     Example:
@@ -140,7 +140,7 @@ class Plan:
         return sum(zone.area_km2 for zone in self.zones)
 
     def tile_count(self, cover: bool = False) -> int:
-        """Tiles run over every zone's listed regions, as :meth:`Zone.tile_count` counts them.
+        """Tiles run over every zone's listed regions, as ``Zone.tile_count`` counts them.
 
         Example:
             >>> plan_area((4.0, 43.0, 17.0, 52.3)).tile_count()
@@ -199,13 +199,13 @@ def plan_grid(grid: PixelGrid, area=None, *, name: str | None = None, region: in
               tile_size: int = 224, overlap: int = 32, patch: int = 16) -> Plan:
     """Plan a run over an existing grid (an opened cube's), limited to ``area`` when given.
 
-    Use it with :class:`xterramind.sources.CubeSource`, whose pixels must be read on the cube's own grid.
+    Use it with ``xterramind.sources.CubeSource``, whose pixels must be read on the cube's own grid.
 
     Args:
         grid: the pixel grid to run on, e.g. ``xterramind.modalities.grid_of(cube, "cube")``.
         area (tuple | dict | shapely.Geometry | str | None): a bbox, polygon or GeoJSON file in lon/lat, as
-            for :func:`plan_area`; default the whole grid.
-        name: the zone's name and store subgroup; default from the grid's CRS (:func:`zone_name`).
+            for ``plan_area``; default the whole grid.
+        name: the zone's name and store subgroup; default from the grid's CRS (``zone_name``).
         region: the region (and store chunk) side in tokens, rounded down to whole tile strides.
         tile_size: tile side in pixels.
         overlap: pixels shared by neighbouring tiles.

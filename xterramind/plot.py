@@ -186,7 +186,8 @@ def _composite(data: xr.DataArray, bands) -> tuple[str, xr.DataArray]:
             return label, data.sel(band=[known[band] for band in triple])
     if "VV" in known and "VH" in known:
         vv, vh = data.sel(band=known["VV"]), data.sel(band=known["VH"])
-        ratio = (vv / vh.where(vh != 0)).assign_coords(band="VV/VH")
+        ratio = vv - vh if data.attrs.get("units") == "dB" else vv / vh.where(vh != 0)  # in dB a ratio is a difference
+        ratio = ratio.assign_coords(band="VV/VH")
         return "Sentinel-1 (VV, VH, VV/VH)", xr.concat([vv, vh, ratio], dim="band", coords="minimal")
     if data.sizes["band"] >= 3:
         return "bands " + ", ".join(names[:3]), data.isel(band=slice(0, 3))

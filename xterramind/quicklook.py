@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+__all__ = ["LULC_COLOURS", "lulc_rgb", "principal_rgb", "save_side_by_side", "true_colour"]
+
 FIT_SAMPLES = 100_000  # principal axes are fitted on at most this many cells
 
 # The usual land-cover colours (Esri 10 m land cover) for TerraMind's classes 0..9; no data is black.
@@ -16,7 +18,11 @@ LULC_COLOURS = np.array([
 
 def principal_rgb(embeddings: np.ndarray, seed: int = 0) -> np.ndarray:
     """``(D, H, W)`` embeddings -> ``(H, W, 3)`` uint8: the first three principal components, each
-    stretched between its 2nd and 98th percentile. Cells with NaN come out black."""
+    stretched between its 2nd and 98th percentile. Cells with NaN come out black.
+
+    Example:
+        >>> rgb = principal_rgb(embeddings.values)          # (H, W, 3) uint8
+    """
     features, height, width = embeddings.shape
     cells = embeddings.reshape(features, -1).T.astype(np.float64)
     valid = np.isfinite(cells).all(axis=1)
@@ -35,7 +41,11 @@ def principal_rgb(embeddings: np.ndarray, seed: int = 0) -> np.ndarray:
 
 
 def true_colour(red: np.ndarray, green: np.ndarray, blue: np.ndarray) -> np.ndarray:
-    """Three bands -> ``(H, W, 3)`` uint8 with a 2-98 % stretch per band."""
+    """Three bands -> ``(H, W, 3)`` uint8 with a 2-98 % stretch per band (any three: true or false colour).
+
+    Example:
+        >>> rgb = true_colour(*cube.sel(band=["B04", "B03", "B02"]).values.astype("float32"))
+    """
     stacked = np.stack([red, green, blue], axis=-1).astype(np.float64).reshape(-1, 3)
     valid = np.isfinite(stacked).all(axis=1)
     rgb = np.zeros_like(stacked, dtype=np.uint8)
@@ -44,7 +54,11 @@ def true_colour(red: np.ndarray, green: np.ndarray, blue: np.ndarray) -> np.ndar
 
 
 def lulc_rgb(classes: np.ndarray) -> np.ndarray:
-    """Class ids 0..9 ``(H, W)`` -> ``(H, W, 3)`` uint8 in the usual land-cover colours."""
+    """Class ids 0..9 ``(H, W)`` -> ``(H, W, 3)`` uint8 in the usual land-cover colours.
+
+    Example:
+        >>> rgb = lulc_rgb(lulc.LULC.values)
+    """
     return LULC_COLOURS[np.clip(np.asarray(classes), 0, len(LULC_COLOURS) - 1)]
 
 
@@ -55,7 +69,12 @@ def _stretch(values: np.ndarray) -> np.ndarray:
 
 
 def save_side_by_side(path: str | Path, *images: np.ndarray, height: int = 480) -> Path:
-    """Save images next to each other, each scaled (nearest neighbour) to ``height`` px tall."""
+    """Save images next to each other, each scaled (nearest neighbour) to ``height`` px tall; a PNG without
+    matplotlib.
+
+    Example:
+        >>> save_side_by_side("quicklook.png", true_colour(red, green, blue), principal_rgb(embeddings.values))
+    """
     from PIL import Image
 
     panels = [Image.fromarray(image).resize((round(image.shape[1] * height / image.shape[0]), height), Image.NEAREST)

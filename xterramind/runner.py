@@ -165,7 +165,7 @@ class RunReport:
         tiles: tiles run through the model.
         seconds: the run's wall time.
         prepare_seconds: of ``seconds``, writing or checking the templates and reading the ledgers.
-        outcomes: one :class:`RegionOutcome` per finished region.
+        outcomes: one ``RegionOutcome`` per finished region.
 
     Example:
         >>> report = runner.run(plan, source, "embed", model, "europe.zarr")
@@ -227,10 +227,10 @@ def run(plan: Plan, source: Source, verb: str, model: TerraMindModel, store_path
     it again with the same arguments: regions already marked done are skipped, the rest are computed.
 
     Args:
-        plan: from :func:`xterramind.planner.plan_area` or :func:`xterramind.planner.plan_grid`.
-        source: where the pixels come from, e.g. a :class:`xterramind.sources.StacSource`.
+        plan: from ``xterramind.planner.plan_area`` or ``xterramind.planner.plan_grid``.
+        source: where the pixels come from, e.g. a ``xterramind.sources.StacSource``.
         verb: ``"embed"``, ``"generate"`` (with ``targets=``) or ``"tokenize"`` (with ``modality=``).
-        model: a handle from :func:`xterramind.load_model`; each worker loads its own copy once.
+        model: a handle from ``xterramind.load_model``; each worker loads its own copy once.
         store_path (str | os.PathLike): the run's zarr store (a local or shared path every worker can write to).
         client (distributed.Client | None): default the current client, else a local cluster for this call.
         in_flight: regions on the cluster at once (default: twice the cluster's threads, at least 4).
@@ -381,7 +381,7 @@ def local_cluster():
     """A cluster on this machine: one worker per GPU (with the ``GPU`` resource) through dask-cuda when it
     is installed, else one worker using every core for torch.
 
-    This is what :func:`run` starts when no client is given; start it yourself to reuse it across runs.
+    This is what ``run`` starts when no client is given; start it yourself to reuse it across runs.
 
     Example:
         >>> from distributed import Client
@@ -469,19 +469,19 @@ class Forecast:
 
 def forecast(plan: Plan, source: Source, verb: str, model: TerraMindModel, *, tiles_per_second: float | None = None,
              **options) -> Forecast:
-    """A dry run: what :func:`run` would compute and write, and how long the model would take.
+    """A dry run: what ``run`` would compute and write, and how long the model would take.
 
     Nothing is read from ``source`` but its prototype, and nothing is written; the verb is prepared on
-    every zone, so a bad option fails here as it would in :func:`run`.
+    every zone, so a bad option fails here as it would in ``run``.
 
     Args:
         plan: the plan to cost.
         source: where the pixels would come from.
-        verb: ``"embed"``, ``"generate"`` or ``"tokenize"``, as for :func:`run`.
+        verb: ``"embed"``, ``"generate"`` or ``"tokenize"``, as for ``run``.
         model: the model to run (and to time when ``tiles_per_second`` is not given).
         tiles_per_second: the model's speed; default measured now on ``model``'s device with synthetic
             tiles (a few seconds, more on a CPU).
-        **options (Any): the verb's options, as for :func:`run`.
+        **options (Any): the verb's options, as for ``run``.
 
     Example:
         >>> print(runner.forecast(plan, source, "embed", model))

@@ -37,7 +37,7 @@ Window = tuple[tuple[int, int], tuple[int, int]]
 
 
 class Source(Protocol):
-    """What :func:`xterramind.runner.run` reads pixels from: any object with these three methods.
+    """What ``xterramind.runner.run`` reads pixels from: any object with these three methods.
 
     Write your own for data the built-in sources do not reach (a private archive, a custom mosaic). It must
     pickle small, since every region task carries it, and give the same pixels for a window whichever
@@ -52,7 +52,7 @@ class Source(Protocol):
 
     def prototype(self, grid: PixelGrid) -> xr.Dataset | xr.DataArray:
         """A lazy cube on the whole ``grid``, never computed: the variables, dtypes and attributes that
-        :meth:`read` returns, on which the verb is prepared (modalities, bands, nodata).
+        ``read`` returns, on which the verb is prepared (modalities, bands, nodata).
 
         Example:
             >>> source.prototype(plan.zones[0].grid).data_vars
@@ -210,7 +210,7 @@ class SyntheticSource:
                 yield band, np.dtype(dtype), nodata, attrs, span
 
     def prototype(self, grid: PixelGrid) -> xr.Dataset:
-        """A lazy all-zero cube on ``grid`` with the bands, dtypes and attributes :meth:`read` gives.
+        """A lazy all-zero cube on ``grid`` with the bands, dtypes and attributes ``read`` gives.
 
         Example:
             >>> list(SyntheticSource(["S1GRD"]).prototype(zone.grid).data_vars)
@@ -294,7 +294,7 @@ def _noise(rows: np.ndarray, cols: np.ndarray, band: int, seed: int) -> np.ndarr
 
 
 class StacSource:
-    """Pixels from STAC items, loaded per region window with :func:`xterramind.stac.load` (same bands,
+    """Pixels from STAC items, loaded per region window with ``xterramind.stac.load`` (same bands,
     units, offsets and cloud masks as a cube loaded whole).
 
     Only the items whose bbox meets a region's window are loaded for it, so a catalogue of a continent
@@ -342,7 +342,7 @@ class StacSource:
         self.time, self.composite, self.mask_clouds = time, composite, mask_clouds
 
     def prototype(self, grid: PixelGrid) -> xr.Dataset:
-        """A lazy all-zero cube on ``grid`` with the bands, dtypes and attributes :func:`xterramind.stac.load`
+        """A lazy all-zero cube on ``grid`` with the bands, dtypes and attributes ``xterramind.stac.load``
         gives these modalities, without reading any item.
 
         Example:
@@ -369,7 +369,7 @@ class StacSource:
         return self.url is not None or bool(self._items(grid, window))
 
     def read(self, grid: PixelGrid, window: Window) -> xr.Dataset | None:
-        """The window loaded from its items with :func:`xterramind.stac.load` onto the window's grid, in
+        """The window loaded from its items with ``xterramind.stac.load`` onto the window's grid, in
         memory, or ``None`` without items.
 
         Raises:

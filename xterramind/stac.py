@@ -21,7 +21,7 @@ pixel grid (10 m UTM by default), one variable per band under the names ``modali
 Sentinel-2's 20 m and 60 m bands, SCL and Sentinel-1 are resampled to the grid by nearest neighbour
 (values unchanged, each 20 m pixel becomes 2 x 2); the 10 m bands come back byte-identical.
 ``time`` picks one date or a range; ``composite="median"`` makes a cloud-masked median over the range.
-A request over several UTM zones raises (pass ``crs=``), or use :func:`load_by_zone` for one cube per zone.
+A request over several UTM zones raises (pass ``crs=``), or use ``load_by_zone`` for one cube per zone.
 Items in another CRS than the grid (a neighbouring zone's tiles, a DEM in degrees) are reprojected onto it.
 """
 
@@ -120,14 +120,14 @@ def load(
 def load_by_zone(items, modalities: Sequence[str] = ("S2L2A",), *, bbox: Sequence[float], **options) -> dict[str, xr.Dataset]:
     """One cube per UTM zone that ``bbox`` touches, each on its own zone's grid, keyed by EPSG code.
 
-    For areas across zone boundaries, where :func:`load` raises unless ``crs=`` puts everything on one
+    For areas across zone boundaries, where ``load`` raises unless ``crs=`` puts everything on one
     grid: here each part stays on its own zone's grid, so Sentinel scenes keep their native UTM pixels.
 
     Args:
-        items (pystac.ItemCollection | list | str): as for :func:`load`.
-        modalities: as for :func:`load`.
+        items (pystac.ItemCollection | list | str): as for ``load``.
+        modalities: as for ``load``.
         bbox: ``(west, south, east, north)`` in degrees.
-        **options (Any): the other options of :func:`load` (``time``, ``composite``, ``resolution``, ...).
+        **options (Any): the other options of ``load`` (``time``, ``composite``, ``resolution``, ...).
 
     Returns:
         ``{"EPSG:32632": cube, "EPSG:32633": cube, ...}``, west to east.
@@ -332,7 +332,7 @@ def _prepare(loaded: xr.Dataset, spec, assets: dict[str, str], items, mask_cloud
 
 
 def band_attrs(modality: str) -> dict:
-    """The attributes every band of ``modality`` gets from :func:`load` (before any composite)."""
+    """The attributes every band of ``modality`` gets from ``load`` (before any composite)."""
     if modality in ("S2L2A", "S2L1C"):
         return {"nodata": 0, "units": "reflectance x 10000"}
     if modality in ("S1GRD", "S1RTC"):
@@ -341,7 +341,7 @@ def band_attrs(modality: str) -> dict:
 
 
 def band_dtype(modality: str, composite: str | None) -> str:
-    """The dtype of ``modality``'s bands from :func:`load`: Sentinel-2 keeps its digital numbers unless composited."""
+    """The dtype of ``modality``'s bands from ``load``: Sentinel-2 keeps its digital numbers unless composited."""
     return "uint16" if modality in ("S2L2A", "S2L1C") and composite is None else "float32"
 
 

@@ -21,7 +21,7 @@ EOS_TOKEN = "[EOS]"
 
 @dataclass(frozen=True)
 class CoordsVocabulary:
-    """Where the vocabulary lives (the shape :func:`locate_official` reads)."""
+    """Where the vocabulary lives (the shape ``locate_official`` reads)."""
 
     name: str = "coords"
     hub_repo: str = "ibm-esa-geospatial/TerraMind-1.0-Tokenizer-Coords"

@@ -60,7 +60,7 @@ def _load(module, path: Path, config, expected: str):
 class TerraMindModel:
     """A TerraMind model ready to run: configuration, weights, device and precision.
 
-    Get one with :func:`xterramind.load_model`. The encoder is loaded at once; the decoder, which
+    Get one with ``xterramind.load_model``. The encoder is loaded at once; the decoder, which
     only generation needs, on first use. A handle pickles as its recipe (name, weights, device,
     precision, seed), never its tensors, so Dask graphs stay small and each worker loads the weights once.
 
@@ -188,7 +188,7 @@ class TerraMindModel:
 
     def tokenizer_weights_id(self, modality: str) -> str:
         """``"random"`` or the sha256 of the tokenizer's checkpoint (or, for coords, vocabulary) file:
-        what generated results record, next to :attr:`weights_id`. Loads the tokenizer if needed.
+        what generated results record, next to ``weights_id``. Loads the tokenizer if needed.
 
         Example:
             >>> model.tokenizer_weights_id("LULC")
@@ -224,8 +224,8 @@ class TerraMindModel:
         Args:
             inputs (Mapping[str, Tensor | ndarray]): modality name -> data. Raw images (``"S2L2A"``,
                 ``"S2L1C"``, ``"RGB"``, ``"S1GRD"``, ``"S1RTC"``, ``"DEM"``) as standardized ``(B, C, H, W)``
-                floats with H and W multiples of 16 (see :meth:`normalize`); token grids (``"tok_LULC"``, ...)
-                as ``(B, h, w)`` token ids; ``"coords"`` as ``(B, L)`` token ids (:meth:`tokenize_coords`).
+                floats with H and W multiples of 16 (see ``normalize``); token grids (``"tok_LULC"``, ...)
+                as ``(B, h, w)`` token ids; ``"coords"`` as ``(B, L)`` token ids (``tokenize_coords``).
             merge: how modalities are combined: ``"mean"`` or ``"max"`` (``(B, N, D)``), ``"concat"`` along
                 features, ``"dict"`` (name -> ``(B, N_m, D)``) or ``"none"`` (the raw token sequence).
             layers (int | Sequence[int] | None): ``None`` for every layer (a list), an index such as ``-1``
@@ -258,8 +258,8 @@ class TerraMindModel:
 
         Args:
             modality: ``"LULC"``, ``"S2L2A"``, ``"S1GRD"``, ...
-            tokens (Tensor | ndarray): int token ids ``(B, h, w)``, e.g. from :meth:`tokenize` or
-                :meth:`generate` with ``decode=False``.
+            tokens (Tensor | ndarray): int token ids ``(B, h, w)``, e.g. from ``tokenize`` or
+                ``generate`` with ``decode=False``.
             seeds (Sequence[int] | None): one seed per item; the same seed gives the same pixels.
             timesteps: diffusion steps for images (50, as the reference; fewer is faster and coarser).
 
@@ -318,7 +318,7 @@ class TerraMindModel:
         return (x - mean) / std
 
     def denormalize(self, name: str, x):
-        """Undo :meth:`normalize`: standardized values back to physical units.
+        """Undo ``normalize``: standardized values back to physical units.
 
         Example:
             >>> image = model.denormalize("S2L2A", model.generate({"S1GRD": s1}, ["S2L2A"], seeds=[0])["S2L2A"])
@@ -374,7 +374,7 @@ def load_model(
     """Load a TerraMind model.
 
     Args:
-        name: one of :func:`xterramind.list_models` (``"tiny"`` works for ``"terramind_v1_tiny"``).
+        name: one of ``xterramind.list_models`` (``"tiny"`` works for ``"terramind_v1_tiny"``).
         weights: ``"auto"`` for the official checkpoint (``$XTERRAMIND_WEIGHTS_DIR``, the local
             Hugging Face cache, then the hub), ``"random"`` for seeded untrained weights, or the path
             of a ``.pt`` or ``.safetensors`` state dict.

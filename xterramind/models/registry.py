@@ -188,7 +188,7 @@ MODELS: dict[str, ModelConfig] = {
 
 
 def list_models(include_micro: bool = False) -> list[str]:
-    """Names accepted by :func:`xterramind.load_model`.
+    """Names accepted by ``xterramind.load_model``.
 
     Example:
         >>> xterramind.list_models()

@@ -2,7 +2,7 @@
 
 The module's state dict has exactly the names and shapes of the official checkpoints
 (``TerraMind_v1_{tiny,small,base,large}.pt``). Inputs are standardized tensors; see
-:meth:`TerraMind.encode`.
+``TerraMind.encode``.
 """
 
 from __future__ import annotations

@@ -72,7 +72,7 @@ def empty_module(build) -> nn.Module:
 
 @torch.no_grad()
 def init_seeded_(module: nn.Module, seed: int) -> nn.Module:
-    """Fill every parameter and buffer of ``module`` with :func:`seeded_tensor` values.
+    """Fill every parameter and buffer of ``module`` with ``seeded_tensor`` values.
 
     Fixed sine-cosine position tables (``*pos_emb``) keep their computed values.
     """
@@ -146,7 +146,7 @@ def file_sha256(path: str | os.PathLike) -> str:
 def check_state_dict(
     state: Mapping[str, torch.Tensor], layout: Mapping[str, torch.Size], required: set[str], expected: str, source: str
 ) -> None:
-    """Raise :class:`CheckpointError` unless ``state`` fits ``layout`` (the full module's names and shapes).
+    """Raise ``CheckpointError`` unless ``state`` fits ``layout`` (the full module's names and shapes).
 
     Keys in ``layout`` but not in ``required`` (the decoder, when only the encoder is built) may be
     absent; unknown keys and wrong shapes are always errors. ``expected`` names what should be there.
