@@ -1,7 +1,7 @@
 """STAC in, aligned cubes out: a static local catalogue over the real fixture COGs, no network at all."""
 
 import socket
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +143,17 @@ def test_dem_is_resampled_onto_the_grid(tmp_path):
     assert heights.shape == (480, 480) and np.isfinite(heights).all()
     assert (np.diff(heights.mean(axis=0)) > 0).all()  # rises eastwards everywhere
     assert cube.terramind.embed(xterramind.load_model("terramind_micro", weights="random")).attrs["modalities"] == ["S2L1C", "DEM"]
+
+    # As Copernicus DEM: dated by its production, not by the scenes; kept whatever time= asks, on every date
+    item.datetime = datetime(2021, 4, 22, tzinfo=UTC)
+    scenes = [make_item("l1c-june", l1c_files(), JUNE), make_item("l1c-july", l1c_files(), JUNE + timedelta(days=30))]
+    (tmp_path / "dated").mkdir()
+    dated = catalogue(tmp_path / "dated", [*scenes, item])
+    both = stac.load(dated, ["S2L1C", "DEM"], time="2024-06-01/2024-08-31")
+    assert both.sizes["time"] == 2 and both["DEM"].dims == ("time", "y", "x")
+    np.testing.assert_allclose(both["DEM"].isel(time=1).values, heights)
+    median = stac.load(dated, ["S2L1C", "DEM"], time="2024-06-01/2024-08-31", composite="median")
+    np.testing.assert_allclose(median["DEM"].values, heights)
 
 
 def test_embed_and_generate_write_georeferenced_stores(tmp_path):

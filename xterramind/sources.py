@@ -305,7 +305,8 @@ class StacSource:
             collection (each worker reads it once), a list of items or an ``ItemCollection``, or the URL of
             a STAC API, searched per region in ``collections``.
         modalities: any of ``"S2L2A"``, ``"S2L1C"``, ``"S1GRD"``, ``"S1RTC"``, ``"DEM"``.
-        collections: the collections to search a STAC API in, e.g. ``["sentinel-2-l2a"]``.
+        collections: the collections to search a STAC API in, e.g. ``["sentinel-2-l2a", "cop-dem-glo-30"]``;
+            those whose id contains ``dem`` are searched without ``time`` (a DEM has no scene date).
         time: ``"2024-06-01"`` or ``"2024-06-01/2024-08-31"``.
         composite: ``None``, or ``"median"`` for a cloud-masked median over the dates (a run takes one
             date per pixel, so a range needs it).
@@ -400,11 +401,13 @@ class StacSource:
             except ImportError:
                 raise MissingDependencyError("searching a STAC API needs pystac-client: pip install 'xterramind[stac]'") from None
 
-            search = Client.open(self.url).search(collections=self.collections, bbox=(west, south, east, north),
-                                                  datetime=self.time)
-            return list(search.items())
+            api, box = Client.open(self.url), (west, south, east, north)
+            static = [c for c in self.collections if "dem" in c.lower()]  # a DEM has no scene date
+            dated = [c for c in self.collections if c not in static]
+            found = list(api.search(collections=dated, bbox=box, datetime=self.time).items()) if dated else []
+            return found + (list(api.search(collections=static, bbox=box).items()) if static else [])
         items = _catalogue(self.path) if self.path is not None else self.items
-        return [item for item in stac.in_time(items, self.time)
+        return [item for item in stac.select_time(items, self.time, self.modalities)
                 if item.bbox is not None and item.bbox[0] < east and item.bbox[2] > west
                 and item.bbox[1] < north and item.bbox[3] > south]
 

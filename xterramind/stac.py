@@ -83,10 +83,10 @@ def load(
         >>> embeddings = cube.terramind.embed(model)
     """
     odc_stac = _odc_stac()
-    items = _filter_by_time(_as_items(items), time)
     specs = [_modality(name) for name in modalities]
     if not specs:
         raise InputError("modalities is empty; name what to load, e.g. ['S2L2A']")
+    items = _filter_by_time(_as_items(items), time, modalities)
     if grid is None:
         primary = [item for item in items if _provides(item, specs[0])]  # the first modality sets the grid
         crs = crs or _utm_crs(_area(bbox, geometry, primary or items))
@@ -108,11 +108,14 @@ def load(
                                resampling={name: "bilinear" if spec.name == "DEM" else "nearest" for name in wanted},
                                **kwargs)
         geobox = loaded.odc.geobox
-        parts.append(_prepare(loaded, spec, assets, chosen, mask_clouds))
+        part = _prepare(loaded, spec, assets, chosen, mask_clouds)
+        parts.append(part.max("time", keep_attrs=True) if spec.name == "DEM" and "time" in part.dims else part)
     cube = xr.merge(parts, compat="override", join="override", combine_attrs="drop_conflicts")
     cube = _composite(cube, composite) if composite else cube
     if "time" in cube.dims and cube.sizes["time"] == 1 and composite is None:
         cube = cube.isel(time=0)
+    for name in [name for name, var in cube.data_vars.items() if "time" in cube.dims and "time" not in var.dims]:
+        cube[name] = cube[name].expand_dims(time=cube["time"])  # the DEM, the same on every date
     cube.attrs = {"source": "STAC", "modalities": [spec.name for spec in specs]}
     return cube.rio.write_crs(geobox.crs.to_wkt())  # value edits above may drop the grid-mapping link
 
@@ -192,12 +195,32 @@ def in_time(items: list, time: str | None) -> list:
     return [item for item in items if item.datetime is not None and low <= item.datetime.date() <= high]
 
 
-def _filter_by_time(items: list, time: str | None) -> list:
-    kept = in_time(items, time)
-    if not kept:
-        dates = sorted({str(item.datetime.date()) for item in items if item.datetime})
+def select_time(items: list, time: str | None, modalities: Sequence[str]) -> list:
+    """The items dated within ``time``, and the DEM's items whatever their date (when ``modalities`` has a
+    DEM): a DEM is dated by its production (Copernicus DEM: 2021-04-22), not by the scene it goes with.
+
+    Example:
+        >>> items = select_time(items, "2024-06-01/2024-08-31", ["S2L2A", "DEM"])
+    """
+    static, dated = _split_static(items, modalities)
+    return in_time(dated, time) + static
+
+
+def _split_static(items: list, modalities: Sequence[str]) -> tuple[list, list]:
+    """The items of a DEM (when asked for) and the others."""
+    dem = [spec for spec in map(_modality, modalities) if spec.name == "DEM"]
+    static = [item for item in items if any(_provides(item, spec) for spec in dem)]
+    static_ids = {id(item) for item in static}
+    return static, [item for item in items if id(item) not in static_ids]
+
+
+def _filter_by_time(items: list, time: str | None, modalities: Sequence[str]) -> list:
+    static, dated = _split_static(items, modalities)
+    kept = in_time(dated, time)
+    if dated and not kept:
+        dates = sorted({str(item.datetime.date()) for item in dated if item.datetime})
         raise InputError(f"no items in {time}; the items are from {dates[:10]}{' ...' if len(dates) > 10 else ''}")
-    return kept
+    return kept + static
 
 
 def _day(text: str):
@@ -386,6 +409,9 @@ def _composite(cube: xr.Dataset, method: str) -> xr.Dataset:
         return cube
     out = {}
     for name, values in cube.data_vars.items():
+        if "time" not in values.dims:  # a DEM
+            out[name] = values
+            continue
         nodata = values.attrs.get("nodata")
         floats = values.astype("float32")
         floats = floats.where(floats != nodata) if nodata is not None else floats
@@ -394,4 +420,4 @@ def _composite(cube: xr.Dataset, method: str) -> xr.Dataset:
     return xr.Dataset(out, attrs=cube.attrs)
 
 
-__all__ = ["load", "load_by_zone"]
+__all__ = ["load", "load_by_zone", "select_time"]
