@@ -297,6 +297,9 @@ def test_command_line_dry_run_and_config_errors(tmp_path, capsys):
                           ("area: [1, 2, 3, 4]\nsource: {synthetic: {}}\n", "missing ['output']"),
                           ("area: [1, 2, 3, 4]\nsource: {stac: a, cube: b}\noutput: x.zarr\n", "exactly one of"),
                           ("area: [1, 2\n", "not valid YAML"),
+                          ("area: [1, 2, 3, 4]\nsource: {stac: a, colections: [s2]}\noutput: x.zarr\n",
+                           "unknown settings ['colections'] in a stac source"),
+                          ("area: [1, 2, 3, 4]\nsource: {synthetic: {lnd: [1, 2, 3, 4]}}\noutput: x.zarr\n", "takes a mapping"),
                           ("area: [9, 45, 8, 46]\nsource: {synthetic: {}}\noutput: x.zarr\n", "west < east"),
                           ("area: [9, 45, 9.1, 45.1]\nsource: {cube: nowhere.zarr}\noutput: x.zarr\n", "no cube at")]:
         broken.write_text(text)

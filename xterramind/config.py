@@ -36,6 +36,9 @@ from .errors import InputError
 KEYS = {"area", "source", "verb", "options", "model", "weights", "device", "precision", "output", "cluster",
         "resolution", "region", "in_flight", "gpu", "zarr_format"}
 SOURCE_KINDS = ("stac", "cube", "synthetic")
+SOURCE_KEYS = {"stac": {"stac", "modalities", "collections", "time", "composite", "mask_clouds"}, "cube": {"cube"},
+               "synthetic": {"synthetic"}}
+SYNTHETIC_KEYS = {"modalities", "land", "seed"}
 
 __all__ = ["RunConfig", "load_config"]
 
@@ -164,6 +167,7 @@ def load_config(path) -> RunConfig:
     kinds = [k for k in SOURCE_KINDS if isinstance(source, dict) and k in source]
     if len(kinds) != 1:
         raise InputError(f"{path}: source: needs exactly one of {list(SOURCE_KINDS)}, e.g. source: {{stac: catalog.json}}")
+    _check_source(path, source, kinds[0])
     options = raw.get("options") or {}
     if not isinstance(options, dict):
         raise InputError(f"{path}: options: must be a mapping of the verb's options, e.g. {{batch_size: 64}}")
@@ -173,6 +177,16 @@ def load_config(path) -> RunConfig:
     settings = {k: v for k, v in raw.items() if k not in ("area", "source", "output", "options")}
     return RunConfig(area=area, source=source, output=folder / str(raw["output"]), options=options, folder=folder,
                      **settings)
+
+
+def _check_source(path: Path, source: dict, kind: str) -> None:
+    """Misspelt source settings fail here rather than being ignored."""
+    unknown = sorted(set(source) - SOURCE_KEYS[kind])
+    if unknown:
+        raise InputError(f"{path}: unknown settings {unknown} in a {kind} source; they are {sorted(SOURCE_KEYS[kind])}")
+    spec = source.get("synthetic") or {}
+    if kind == "synthetic" and (not isinstance(spec, dict) or set(spec) - SYNTHETIC_KEYS):
+        raise InputError(f"{path}: source: {{synthetic: ...}} takes a mapping of {sorted(SYNTHETIC_KEYS)}")
 
 
 def _open_cube(path: Path):
