@@ -11,6 +11,18 @@ def micro():
     return xterramind.load_model("terramind_micro", weights="random", device="cpu", precision="fp32")
 
 
+@pytest.fixture(scope="session")
+def cube():
+    """The bundled real Sentinel-2 scene, lazy."""
+    return xterramind.open_sample()
+
+
+@pytest.fixture(scope="session")
+def lulc(cube, micro):
+    """Land cover generated from the real scene by the micro model, seed 7, in memory."""
+    return cube.terramind.generate("LULC", micro, seed=7).compute()
+
+
 @pytest.fixture
 def s2_tile():
     """A standardized S2L2A batch, (2, 12, 64, 64), from realistic reflectances."""

@@ -13,11 +13,6 @@ from xterramind.models import TerraMind
 
 
 @pytest.fixture(scope="module")
-def cube():
-    return xterramind.open_sample()
-
-
-@pytest.fixture(scope="module")
 def tiny():
     return xterramind.load_model("terramind_v1_tiny", weights="random", device="cpu", precision="fp32")
 

@@ -7,22 +7,11 @@ import rioxarray  # noqa: F401
 import torch
 import xarray as xr
 
-import xterramind
 from xterramind.errors import InputError, UnknownModalityError, XterramindError
 from xterramind.grid import Tiling
 from xterramind.modalities import grid_of, resolve
 from xterramind.models.handle import TerraMindModel
 from xterramind.seams import boundaries, seam_excess
-
-
-@pytest.fixture(scope="module")
-def cube():
-    return xterramind.open_sample()
-
-
-@pytest.fixture(scope="module")
-def lulc(cube, micro):
-    return cube.terramind.generate("LULC", micro, seed=7).compute()
 
 
 def test_lulc_depends_only_on_the_seed(cube, micro, lulc):

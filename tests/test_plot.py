@@ -14,16 +14,6 @@ from xterramind.quicklook import lulc_rgb, principal_rgb, true_colour
 matplotlib.use("Agg")
 
 
-@pytest.fixture(scope="module")
-def cube():
-    return xterramind.open_sample()
-
-
-@pytest.fixture(scope="module")
-def lulc(cube, micro):
-    return cube.terramind.generate("LULC", micro, seed=7).compute()
-
-
 def _picture(figure) -> np.ndarray:
     return np.asarray(figure.axes[0].images[0].get_array())
 
