@@ -118,7 +118,8 @@ def test_generated_stores_read_back_in_xarray_and_gdal(cube, micro, tmp_path):
     [
         ([], {}, InputError, "no targets"),
         ("S2L1C", {}, UnknownModalityError, "cannot be generated"),
-        ("Sentinel3", {}, UnknownModalityError, "Known modalities"),
+        ("Sentinel3", {}, UnknownModalityError, "unknown generation target .Sentinel3.; the targets are"),
+        ("S2", {}, UnknownModalityError, r"the targets are \[.S2L2A."),
         (["LULC", "tok_LULC"], {}, InputError, "repeat"),
         ("S2L1C", {"modalities": ["S2L1C"]}, UnknownModalityError, "cannot be generated"),
         ("LULC", {"top_p": 1.5}, InputError, "top_p"),

@@ -109,16 +109,19 @@ def resolve_modality(name: str) -> ModalitySpec:
 
 def token_spec(name: str) -> ModalitySpec:
     """The token modality of a generation target: ``"LULC"``, ``"S1GRD"`` or ``"tok_LULC"`` -> its token spec."""
+    targets = [s.name.removeprefix("tok_") for s in _SPECS if s.kind == "tokens"]
     try:
         spec = resolve_modality(name)
     except UnknownModalityError:
-        spec = resolve_modality(f"tok_{name}")
+        try:
+            spec = resolve_modality(f"tok_{name}")
+        except UnknownModalityError:
+            raise UnknownModalityError(f"unknown generation target {name!r}; the targets are {targets}") from None
     if spec.kind == "image":
         try:
             spec = resolve_modality(f"tok_{spec.name}")
         except UnknownModalityError:
             spec = None
-    targets = [s.name.removeprefix("tok_") for s in _SPECS if s.kind == "tokens"]
     if spec is not None and spec.kind == "sequence":
         raise UnknownModalityError(f"{spec.name} is an input only here (a location, not a raster); targets are {targets}")
     if spec is None or spec.kind != "tokens":
