@@ -166,3 +166,12 @@ def test_offline_without_the_file_names_the_file_and_the_fix(tmp_path):
     assert "WeightsUnavailableError" in message
     for needed in (FILE, REPO, "hf download", "XTERRAMIND_WEIGHTS_DIR", "weights='random'"):
         assert needed in message
+
+
+def test_the_demo_falls_back_to_random_weights_when_the_lulc_tokenizer_is_missing(saved, monkeypatch, capsys):
+    from xterramind import cli
+
+    monkeypatch.setenv("XTERRAMIND_WEIGHTS_DIR", str(saved[0]))  # the model's file is there, its tokenizer not
+    model = cli._official_or_random("terramind_v1_tiny", download=False)
+    warning = capsys.readouterr().err
+    assert model.is_random and "RUNNING ON RANDOM WEIGHTS" in warning and "the LULC tokenizer" in warning

@@ -11,13 +11,17 @@ import numpy as np
 from . import __version__, list_models, load_model
 from .errors import InputError, WeightsUnavailableError, XterramindError
 from .models import get_config
+from .models.registry import tokenizer_config
 from .models.weights import locate_official
 
 
 def _official_or_random(name: str, download: bool):
-    """The official weights if they can be had, else seeded random ones, said loudly."""
+    """The official weights and LULC tokenizer if both can be had, else seeded random ones, said loudly."""
+    config = get_config(name)
     try:
-        return load_model(name, weights=locate_official(get_config(name), download=download))
+        weights = locate_official(config, download=download)
+        lulc = locate_official(tokenizer_config("LULC", config.tokenizers), download=download)
+        return load_model(name, weights=weights, tokenizers={"LULC": lulc})
     except WeightsUnavailableError as error:
         banner = "!" * 78
         print(f"{banner}\nRUNNING ON RANDOM WEIGHTS: the results show the pipeline, not TerraMind's knowledge.\n"
