@@ -8,6 +8,7 @@ import xarray as xr
 
 import xterramind
 from xterramind import engine
+from xterramind.errors import InputError
 from xterramind.grid import AxisTiling, PixelGrid, Tiling, regions
 from xterramind.models import TerraMind
 
@@ -160,3 +161,18 @@ def test_a_cube_opened_from_zarr_in_a_fresh_process_embeds(cube, tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "32618"
+
+
+def test_the_default_batch_is_chosen_where_the_task_runs(cube, micro):
+    """A CPU driver must not fix the batch of GPU workers: the plan leaves it to the task's device."""
+    from types import SimpleNamespace
+
+    from xterramind.engine import DEFAULT_BATCH, plan
+
+    tiles = plan(cube, micro).tiles
+    assert tiles.batch_size is None and tiles.batch_for(micro) == DEFAULT_BATCH["cpu"]
+    assert tiles.batch_for(SimpleNamespace(device=torch.device("cuda"))) == DEFAULT_BATCH["cuda"] > DEFAULT_BATCH["cpu"]
+    assert plan(cube, micro, batch_size=3).tiles.batch_for(SimpleNamespace(device=torch.device("cuda"))) == 3
+    for bad in (0, 2.5):
+        with pytest.raises(InputError, match="batch_size must be a whole number"):
+            plan(cube, micro, batch_size=bad)

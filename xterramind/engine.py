@@ -43,8 +43,12 @@ class Tiles:
     modalities: tuple[str, ...]
     nodata: tuple[tuple[float | None, ...], ...]
     tiling: Tiling
-    batch_size: int
+    batch_size: int | None  # None: the default of the device the task runs on (a worker's GPU, not the driver's CPU)
     coords: bool = False  # also give every tile its centre's longitude and latitude (the coords modality)
+
+    def batch_for(self, model: TerraMindModel) -> int:
+        """Tiles per forward pass on ``model``'s device (decided in the task, where the device is known)."""
+        return self.batch_size or DEFAULT_BATCH.get(model.device.type, 8)
 
     @property
     def tile(self) -> int:  # tokens per tile side
@@ -111,12 +115,11 @@ def plan(cube, model: TerraMindModel, modalities=None, *, tile_size=None, overla
     inputs = resolve(cube, modalities) if inputs is None else inputs
     grid = grid_of(inputs[0].data, inputs[0].spec.name) if grid is None else grid
     tiling = Tiling(grid, model.config.image_size if tile_size is None else tile_size, overlap, model.config.patch_size)
-    batch = DEFAULT_BATCH.get(model.device.type, 8) if batch_size is None else batch_size
-    if batch < 1:
-        raise InputError(f"batch_size must be at least 1, got {batch}")
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise InputError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
     if coords:
         model.coords_tokenizer()  # fail now, not in a worker, when the vocabulary is missing
-    tiles = Tiles(tuple(item.spec.name for item in inputs), tuple(item.nodata for item in inputs), tiling, batch,
+    tiles = Tiles(tuple(item.spec.name for item in inputs), tuple(item.nodata for item in inputs), tiling, batch_size,
                   bool(coords))
     return Plan(inputs, tiles, default_chunk(tiling) if chunks is None else chunks, inputs[0].data.sizes.get("time"))
 
@@ -262,7 +265,7 @@ def standardized_batches(model: TerraMindModel, windows, valid: np.ndarray, refs
         check_units(name, window)
     pixels = [torch.from_numpy(np.ascontiguousarray(window)) for window in windows]
     mask = None if valid.all() else torch.from_numpy(valid)
-    for batch in batches(refs, tiles.batch_size):
+    for batch in batches(refs, tiles.batch_for(model)):
         inputs = {name: _tile_batch(model, name, window, mask, batch, tiles)
                   for name, window in zip(tiles.modalities, pixels, strict=True)}
         if tiles.coords:

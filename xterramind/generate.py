@@ -339,7 +339,7 @@ def detokenize_region(window: np.ndarray, *, region: Region, job: PixelJob, mode
     valid = np.repeat(np.repeat((window[0] >= 0), p, axis=0), p, axis=1)
     if valid.any():
         refs = tiles_with_data(region, valid, tiles)
-        for batch in batches(refs, tiles.batch_size):
+        for batch in batches(refs, tiles.batch_for(model)):
             grids = torch.stack([ids[y : y + tiles.tile, x : x + tiles.tile] for y, x in (r.window_origin for r in batch)])
             seeds = [tile_seed(job.seed, *ref.origin) for ref in batch]
             decoded = _as_product(name, model.detokenize(name, grids.clamp(min=0), seeds=seeds,
