@@ -2,16 +2,18 @@
 
 The store is a zarr group with one subgroup per zone of the plan (``utm33n``, ...), each an ordinary
 xterramind store: the verb's georeferenced result template, written once (and on a rerun checked, never
-replaced), and its ledger. Each region of the plan becomes two tasks:
+replaced), and its ledger. Each region of the plan becomes three tasks:
 
 - ``read`` (any worker): ask the source whether the window can hold data, read it (region plus halo),
   cut it into the verb's modalities; nothing when it has no valid pixel;
-- ``compute`` (the workers offering the ``GPU`` resource, when any does): run the verb's region task on
-  the worker's cached model, write the region into the template, then mark it in the ledger. A region
-  without valid input is only marked: no model work.
+- ``model`` (the workers offering the ``GPU`` resource, when any does): run the verb's region task on
+  the worker's cached model; no model work for a region without valid input;
+- ``write`` (any worker; Dask keeps it where the blocks are, on another thread): write the region into
+  the template, then mark it in the ledger. Compressing a region takes longer than the GPU's forward
+  passes (TerraMind-B float32 embeddings), so it must not hold the GPU resource.
 
 At most ``in_flight`` regions are on the cluster at once, whatever the area: a new region goes out as each
-one finishes and the finished one is released, so the scheduler holds at most ``2 * (in_flight + 1)``
+one finishes and the finished one is released, so the scheduler holds at most ``3 * (in_flight + 1)``
 tasks (the one more: a release can reach the scheduler just after the next region's tasks). Regions marked in the ledger
 are never recomputed: a run killed at any point is finished by the same call run again, which redoes only
 what was in flight or failed. Region tasks are deterministic, so a region run twice (a lost worker, a
@@ -21,6 +23,7 @@ dead driver whose last tasks still finished) writes the same bytes.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -121,22 +124,34 @@ def read_region(work: RegionWork, row: int, col: int) -> tuple[list[np.ndarray] 
     return (windows if valid else None), time.perf_counter() - started
 
 
-def compute_region(pixels: tuple[list[np.ndarray] | None, float], work: RegionWork, row: int, col: int) -> RegionOutcome:
-    """Run the verb on the region, write it, mark it done (only marked when there was no valid input)."""
+def model_region(pixels: tuple[list[np.ndarray] | None, float], work: RegionWork, row: int, col: int
+                 ) -> tuple[list[np.ndarray] | None, RegionOutcome]:
+    """Run the verb on the region's pixels: its blocks in the store's variable order (None without valid
+    input), and the region's timings so far."""
     from . import runtime
 
     windows, read_seconds = pixels
     runtime.use_thread_setting()
     started = time.perf_counter()
     if windows is None:
-        store.mark_empty(work.target, (row, col))
-        return RegionOutcome(work.zone, (row, col), 0, read_seconds, 0.0, time.perf_counter() - started, _worker_address())
+        return None, RegionOutcome(work.zone, (row, col), 0, read_seconds, 0.0, 0.0, _worker_address())
     region = work.region(row, col)
     blocks = work.task(*windows, region=region)
-    computed = time.perf_counter()
-    work.target.write([blocks[name] for name in work.target.layout.variables], (row, col))
-    return RegionOutcome(work.zone, (row, col), region.tile_count, read_seconds, computed - started,
-                         time.perf_counter() - computed, _worker_address())
+    outcome = RegionOutcome(work.zone, (row, col), region.tile_count, read_seconds, time.perf_counter() - started,
+                            0.0, _worker_address())
+    return [blocks[name] for name in work.target.layout.variables], outcome
+
+
+def write_region(modelled: tuple[list[np.ndarray] | None, RegionOutcome], work: RegionWork, row: int, col: int
+                 ) -> RegionOutcome:
+    """Write the region's blocks into the template, then mark it done (only mark it without valid input)."""
+    blocks, outcome = modelled
+    started = time.perf_counter()
+    if blocks is None:
+        store.mark_empty(work.target, (row, col))
+    else:
+        work.target.write(blocks, (row, col))
+    return dataclasses.replace(outcome, write_seconds=time.perf_counter() - started)
 
 
 def _worker_address() -> str:
@@ -301,7 +316,7 @@ def _submit_in_waves(client, todo, width: int, resources, retries: int, report: 
 
     run_id = uuid.uuid4().hex[:8]
     pending = iter(todo)
-    held = {}  # compute future -> (its read future, the region)
+    held = {}  # write future -> (its read and model futures, the region)
     finished = as_completed()
 
     def submit_next() -> bool:
@@ -311,10 +326,11 @@ def _submit_in_waves(client, todo, width: int, resources, retries: int, report: 
         work, row, col = item
         name = f"{work.zone}-{row}-{col}-{run_id}"
         pixels = client.submit(read_region, work, row, col, key=f"xterramind-read-{name}", retries=retries)
-        outcome = client.submit(compute_region, pixels, work, row, col, key=f"xterramind-compute-{name}",
-                                resources=resources, retries=retries)
-        held[outcome] = (pixels, (work.zone, (row, col)))
-        finished.add(outcome)
+        modelled = client.submit(model_region, pixels, work, row, col, key=f"xterramind-model-{name}",
+                                 resources=resources, retries=retries)
+        written = client.submit(write_region, modelled, work, row, col, key=f"xterramind-write-{name}", retries=retries)
+        held[written] = ((pixels, modelled), (work.zone, (row, col)))
+        finished.add(written)
         return True
 
     for _ in range(width):
@@ -324,7 +340,7 @@ def _submit_in_waves(client, todo, width: int, resources, retries: int, report: 
     with progress.bar(len(todo), "regions", progress_bar) as ticker:
         try:
             for future in finished:
-                pixels, (zone, cell) = held.pop(future)
+                upstream, (zone, cell) = held.pop(future)
                 try:
                     outcome = future.result()
                 except Exception as error:  # a failed region is reported and left to do; the others go on
@@ -337,7 +353,8 @@ def _submit_in_waves(client, todo, width: int, resources, retries: int, report: 
                         report.written += 1
                     else:
                         report.empty += 1
-                future.release(), pixels.release()  # the scheduler forgets them before the next goes out
+                for done in (future, *upstream):  # the scheduler forgets them before the next goes out
+                    done.release()
                 ticker.update(1)
                 rate = report.tiles / (time.perf_counter() - started)
                 ticker.set_postfix(tiles_per_s=f"{rate:.1f}", failed=len(report.failed), refresh=False)
@@ -348,7 +365,7 @@ def _submit_in_waves(client, todo, width: int, resources, retries: int, report: 
                              len(todo), report.empty, len(report.failed), rate)
                 submit_next()
         finally:
-            client.cancel(list(held))
+            client.cancel([f for written, (upstream, _) in held.items() for f in (written, *upstream)])
 
 
 def _resources(client, gpu) -> dict | None:
@@ -391,13 +408,14 @@ def local_cluster():
     import torch
     from distributed import LocalCluster
 
+    cores = os.cpu_count() or 1
     if torch.cuda.is_available():
+        threads = max(2, cores // torch.cuda.device_count())  # one model task at a time (GPU=1); the rest write
         with contextlib.suppress(ImportError):
             from dask_cuda import LocalCUDACluster
 
-            return LocalCUDACluster(resources={"GPU": 1}, dashboard_address=":0")
-        return LocalCluster(n_workers=1, threads_per_worker=1, resources={"GPU": 1}, dashboard_address=":0")
-    cores = os.cpu_count() or 1
+            return LocalCUDACluster(resources={"GPU": 1}, threads_per_worker=threads, dashboard_address=":0")
+        return LocalCluster(n_workers=1, threads_per_worker=threads, resources={"GPU": 1}, dashboard_address=":0")
     return LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0",
                         env={"XTERRAMIND_TORCH_THREADS": str(cores)})
 
