@@ -4,7 +4,7 @@ projection to N GPUs.
     python -m benchmarks.runner [--model terramind_v1_tiny] [--regions 6]
 
 (a) planning a 1,000,000 km2 and a 10,400,000 km2 (Europe) box: seconds, regions, tiles;
-(b) the fixed cost of a region: regions without data (read task says "nothing", compute task marks the
+(b) the fixed cost of a region: regions without data (read task says "nothing", write task marks the
     ledger) pushed through a 2-worker cluster — what the driver, scheduler and ledger cost per region;
 (c) throughput of embedding synthetic Sentinel-2 regions on a LocalCluster of 1 worker (torch on both
     cores) and of 2 workers (one core each), with the mean read / model / write seconds per region,

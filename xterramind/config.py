@@ -184,7 +184,7 @@ def _check_source(path: Path, source: dict, kind: str) -> None:
     unknown = sorted(set(source) - SOURCE_KEYS[kind])
     if unknown:
         raise InputError(f"{path}: unknown settings {unknown} in a {kind} source; they are {sorted(SOURCE_KEYS[kind])}")
-    spec = source.get("synthetic") or {}
+    spec = source[kind] or {}
     if kind == "synthetic" and (not isinstance(spec, dict) or set(spec) - SYNTHETIC_KEYS):
         raise InputError(f"{path}: source: {{synthetic: ...}} takes a mapping of {sorted(SYNTHETIC_KEYS)}")
 

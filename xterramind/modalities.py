@@ -70,11 +70,10 @@ def canonical_bands(names: Sequence) -> dict[str, object]:
         >>> canonical_bands(["red", "green", "blue", "nir"])["B08"]
         'nir'
     """
-    tables = [{**S2_ALIASES, **S1_ALIASES, **DEM_ALIASES}, RGB_ALIASES]
-    keys = [{_key(alias): band for band, aliases in table.items() for alias in (band, *aliases)} for table in tables]
+    tables = [_alias_table(resolve_modality(modality)) for modality in ("S2L1C", "S1GRD", "DEM", "RGB")]
     found = {}
     for name in names:
-        for table in keys:
+        for table in tables:
             band = table.get(_key(name))
             if band is not None:
                 found.setdefault(band, name)
