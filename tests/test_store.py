@@ -1,21 +1,20 @@
 """Zarr stores: real clients read them back georeferenced; interrupted writes resume; nothing is overwritten silently."""
 
+import json
+
 import numpy as np
 import pytest
 import rasterio
-import rioxarray  # noqa: F401
+import rioxarray
 import xarray as xr
 import zarr
 
 import xterramind
 from xterramind import engine
 from xterramind.errors import InputError
+from xterramind.grid import Tiling
+from xterramind.models.handle import TerraMindModel
 from xterramind.store import StoreError
-
-
-@pytest.fixture(scope="module")
-def cube():
-    return xterramind.open_sample()
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +29,13 @@ def expected(result):
 
 
 def test_v3_store_reads_back_with_xarray_and_rioxarray(result, expected, tmp_path):
-    report = result.terramind.to_zarr(tmp_path / "emb.zarr")
+    report = result.terramind.to_zarr(tmp_path / "emb.zarr", zarr_format=3)
     assert (report.regions, report.written, report.skipped) == (9, 9, 0)
     stored = xr.open_zarr(tmp_path / "emb.zarr", decode_coords="all")["embeddings"]
     np.testing.assert_array_equal(stored.values, expected)
     assert stored.rio.crs == result.rio.crs and stored.rio.transform() == result.rio.transform()
     assert stored.attrs["model"] == "terramind_micro" and stored.attrs["weights"] == "random"
     assert stored.encoding["chunks"] == (64, 12, 12)
-    codecs = zarr.open_array(str(tmp_path / "emb.zarr"), path="embeddings").metadata.codecs
-    assert any(type(c).__name__ == "ZstdCodec" for c in codecs)
 
 
 def test_v2_store_is_georeferenced_for_gdal(result, expected, tmp_path):
@@ -114,3 +111,218 @@ def test_bad_write_arguments(result, tmp_path):
         result.terramind.to_zarr(tmp_path / "a.zarr", zarr_format=4)
     with pytest.raises(InputError, match="not dask-backed"):
         result.compute().terramind.to_zarr(tmp_path / "b.zarr")
+
+
+def _arrays(group, prefix=""):
+    """Every array of a zarr group, subgroups included: (path, array)."""
+    for name, node in group.members():
+        path = f"{prefix}{name}"
+        if isinstance(node, zarr.Group):
+            yield from _arrays(node, f"{path}/")
+        else:
+            yield path, node
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_every_array_is_written_with_zstd_as_documented(result, tmp_path, zarr_format):
+    store = tmp_path / "emb.zarr"
+    result.terramind.to_zarr(store, zarr_format=zarr_format, progress=False)
+    arrays = dict(_arrays(zarr.open_group(str(store), mode="r")))
+    assert {"embeddings", "x", "y", "xterramind/done"} <= set(arrays)
+    for path in arrays:  # read from the store's own metadata files, not from zarr-python's view of them
+        if zarr_format == 2:
+            compressor = json.loads((store / path / ".zarray").read_text())["compressor"]
+            assert compressor == {"id": "zstd", "level": 3}, path
+        else:
+            codecs = json.loads((store / path / "zarr.json").read_text())["codecs"]
+            assert {"name": "zstd", "configuration": {"level": 3, "checksum": False}} in codecs, path
+
+
+def test_the_default_store_opens_with_this_environments_gdal_and_xterramind_open(result, expected, tmp_path):
+    store = tmp_path / "emb.zarr"
+    result.terramind.to_zarr(store, progress=False)  # the default format
+    with rasterio.open(f'ZARR:"{store}":/embeddings') as dataset:  # rasterio's own GDAL (3.10 here)
+        assert dataset.crs == result.rio.crs and dataset.transform == result.rio.transform()
+        np.testing.assert_array_equal(dataset.read(1), expected[0])
+    band = rioxarray.open_rasterio(store, variable="embeddings")
+    assert band.rio.crs == result.rio.crs and band.rio.transform() == result.rio.transform()
+    opened = xterramind.open(store)  # what the README, the demo and the docs say
+    assert isinstance(opened, xr.DataArray) and opened.name == "embeddings" and opened.dims == result.dims
+    assert opened.rio.crs == result.rio.crs and opened.rio.transform() == result.rio.transform()
+    assert "spatial_ref" in opened.coords and opened.chunks is not None
+    np.testing.assert_array_equal(opened.values, expected)
+    for key in ("model", "weights", "modalities", "xterramind_version", "product"):
+        assert opened.attrs[key] == result.attrs[key]
+    root = xr.open_zarr(store)  # the provenance at Dataset level too
+    assert root.attrs["model"] == "terramind_micro" and root.attrs["weights"] == "random"
+
+
+def test_xterramind_open_gives_generated_products_and_zones_of_area_runs(cube, micro, lulc, tmp_path):
+    store = tmp_path / "lulc.zarr"
+    cube.terramind.generate("LULC", micro, seed=7).terramind.to_zarr(store, progress=False)
+    opened = xterramind.open(store)
+    assert isinstance(opened, xr.Dataset) and set(opened.data_vars) == {"LULC", "LULC_probability"}
+    assert opened.rio.crs == cube.rio.crs and opened.LULC.rio.transform() == cube.rio.transform()
+    np.testing.assert_array_equal(opened.LULC.values, lulc.LULC.values)
+    assert opened.attrs["targets"] == ["LULC"]
+
+    from xterramind.planner import plan_grid
+    from xterramind.runner import run
+    from xterramind.sources import CubeSource
+
+    grid = xterramind.modalities.grid_of(cube, "cube")
+    with _in_process_client() as client:
+        report = run(plan_grid(grid, region=24), CubeSource(cube), "embed", micro, tmp_path / "run.zarr",
+                     progress_bar=False, client=client)
+        client.cluster.close()
+    assert report.written == report.regions == 4
+    zone = xterramind.open(tmp_path / "run.zarr")  # one zone: no need to name it
+    assert zone.name == "embeddings" and zone.rio.crs == cube.rio.crs
+    with pytest.raises(StoreError, match="zone="):
+        xterramind.open(tmp_path / "run.zarr", zone="utm33n")
+
+
+def test_xterramind_open_refuses_what_is_not_a_store(result, tmp_path):
+    with pytest.raises(StoreError, match="no store"):
+        xterramind.open(tmp_path / "nothere.zarr")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(StoreError, match="not a zarr store written by xterramind"):
+        xterramind.open(tmp_path / "folder")
+    plain = tmp_path / "plain.zarr"
+    result.to_dataset().to_zarr(plain, zarr_format=2)
+    with pytest.raises(StoreError, match="not a store written by xterramind"):
+        xterramind.open(plain)
+    result.terramind.to_zarr(tmp_path / "emb.zarr", progress=False)
+    with pytest.raises(StoreError, match="zone="):
+        xterramind.open(tmp_path / "emb.zarr", zone="utm18n")
+
+
+# -- one forward pass per tile, whatever the number of outputs (every verb, every write path) -------------
+
+FORWARD = {"encode": 0, "generate": 0, "tokenize": 1, "detokenize": 1}  # method -> position of its batch argument
+
+
+@pytest.fixture
+def forward_tiles(monkeypatch):
+    """Tiles through each of the model's forward methods, counted (thread-safe: workers run concurrently)."""
+    import threading
+
+    counts, lock = dict.fromkeys(FORWARD, 0), threading.Lock()
+    for name, position in FORWARD.items():
+        original = getattr(TerraMindModel, name)
+
+        def counting(self, *args, _original=original, _name=name, _position=position, **kwargs):
+            batch = args[_position]
+            with lock:
+                counts[_name] += len(next(iter(batch.values())) if isinstance(batch, dict) else batch)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(TerraMindModel, name, counting)
+    return counts
+
+
+def _in_process_client():
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0")
+    return Client(cluster)
+
+
+def _verbs(cube, micro):
+    """Each verb on one region of the scene: its result and its forward method."""
+    small = cube.isel(y=slice(0, 416), x=slice(0, 416))
+    tokens = small.terramind.tokenize("S2L2A", micro, chunks=26).compute().chunk()
+    return {
+        "embed": (small.terramind.embed(micro, chunks=26), "encode"),
+        "tokenize": (small.terramind.tokenize("S2L2A", micro, chunks=26), "tokenize"),
+        "generate": (small.terramind.generate(["LULC", "DEM"], micro, seed=1, timesteps=1, chunks=26), "generate"),
+        "detokenize": (tokens.terramind.detokenize("LULC", micro, chunks=26), "detokenize"),
+    }
+
+
+@pytest.mark.parametrize("verb", ["embed", "tokenize", "generate", "detokenize"])
+@pytest.mark.parametrize("where", ["local", "cluster"])
+def test_to_zarr_runs_each_tile_once_whatever_the_outputs(cube, micro, forward_tiles, tmp_path, verb, where):
+    result, method = _verbs(cube, micro)[verb]
+    tiles = Tiling(xterramind.modalities.grid_of(cube.isel(y=slice(0, 416), x=slice(0, 416)), "cube")).tile_count
+    assert tiles == 9  # one region of 26 x 26 tokens: lattice tiles at 0, 11 and 12 tokens a side
+    forward_tiles[method] = 0
+    client = _in_process_client() if where == "cluster" else None
+    try:
+        result.compute()
+        assert forward_tiles[method] == tiles
+        forward_tiles[method] = 0
+        result.terramind.to_zarr(tmp_path / "out.zarr", progress=False)
+        assert forward_tiles[method] == tiles  # LULC + LULC_probability + DEM: still one pass per tile
+    finally:
+        if client is not None:
+            client.close()
+            client.cluster.close()
+    assert len(result.data_vars if isinstance(result, xr.Dataset) else [result]) >= 1
+
+
+def test_area_runs_run_each_tile_once_whatever_the_outputs(cube, micro, forward_tiles, tmp_path):
+    from xterramind.planner import plan_grid
+    from xterramind.runner import run
+    from xterramind.sources import CubeSource
+
+    small = cube.isel(y=slice(0, 416), x=slice(0, 416))
+    plan = plan_grid(xterramind.modalities.grid_of(small, "cube"), region=26)
+    with _in_process_client() as client:
+        report = run(plan, CubeSource(small), "generate", micro, tmp_path / "lulc.zarr", client=client,
+                     targets=["LULC"], seed=1, progress_bar=False)
+        client.cluster.close()
+    # 2 x 2 regions of 24 tokens that each gather the tiles covering them: every such tile once, not per output
+    assert report.written == report.regions == 4 and report.tiles == forward_tiles["generate"] == 25
+
+
+# -- Ctrl-C ----------------------------------------------------------------------------------------------
+
+INTERRUPTED_WRITE = """
+import sys, time
+import xterramind
+from xterramind.models.handle import TerraMindModel
+
+encode = TerraMindModel.encode
+TerraMindModel.encode = lambda self, *a, **k: (time.sleep(0.4), encode(self, *a, **k))[1]  # a region: ~0.5 s
+model = xterramind.load_model("terramind_micro", weights="random", device="cpu", precision="fp32")
+embeddings = xterramind.open_sample().terramind.embed(model, chunks=6)  # 25 regions
+print(embeddings.terramind.to_zarr(sys.argv[1], progress=True))
+"""
+
+
+def _done(store) -> int:
+    """Regions marked complete, counted from the ledger's chunk files (safe to read while it is written)."""
+    folder = store / "xterramind" / "done"
+    return sum(1 for f in folder.iterdir() if not f.name.startswith(".")) if folder.exists() else 0
+
+
+def test_ctrl_c_stops_a_write_within_a_region_and_the_same_call_resumes(result, micro, cube, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    store = tmp_path / "emb.zarr"
+    script = tmp_path / "write.py"
+    script.write_text(INTERRUPTED_WRITE)
+    process = subprocess.Popen([sys.executable, str(script), str(store)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while _done(store) < 3 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, process.communicate()
+    at_signal = _done(store)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    done = _done(store)
+    assert process.returncode != 0 and "regions written" not in out  # it stopped, not finished
+    assert done <= at_signal + 2  # the two regions in flight finish; nothing new starts
+    assert f"interrupted after {done} of 25 regions; run the same call again to resume" in err
+    assert "Interrupted" in err and "progress.py" not in err.split("Interrupted")[-1]
+
+    report = cube.terramind.embed(micro, chunks=6).terramind.to_zarr(store, progress=False)  # the same call
+    assert (report.skipped, report.written) == (done, 25 - done)
+    uninterrupted = cube.terramind.embed(micro, chunks=6).terramind.to_zarr(tmp_path / "whole.zarr", progress=False)
+    assert uninterrupted.written == 25
+    np.testing.assert_array_equal(xterramind.open(store).values, xterramind.open(tmp_path / "whole.zarr").values)

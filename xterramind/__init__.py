@@ -8,6 +8,7 @@ A first map (the bundled real Sentinel-2 scene; official weights, or weights="ra
     >>> lulc = cube.terramind.generate("LULC", model, seed=42)   # land cover, lazy, on the cube's grid
     >>> lulc.terramind.plot().savefig("lulc.png")                # nine classes with a legend
     >>> lulc.terramind.to_zarr("lulc.zarr")                      # georeferenced zarr, resumable
+    >>> lulc = xterramind.open("lulc.zarr")                      # read back, with its CRS and attributes
 
 Any georeferenced cube works: an xarray Dataset (one variable per band) or DataArray (a ``band`` dimension)
 with dims ``y`` and ``x``, bands named like Sentinel-2 (``B02``/``blue``...), Sentinel-1 (``vv``, ``vh``) or
@@ -40,5 +41,7 @@ from .data import open_sample
 from .errors import XterramindError
 from .generate import LULC_CLASSES
 from .models import TerraMindModel, list_models, load_model
+from .store import open_result as open  # xterramind.open(path), as xarray.open_zarr
 
-__all__ = ["LULC_CLASSES", "TerraMindModel", "XterramindError", "__version__", "list_models", "load_model", "open_sample"]
+__all__ = ["LULC_CLASSES", "TerraMindModel", "XterramindError", "__version__", "list_models", "load_model", "open",
+           "open_sample"]

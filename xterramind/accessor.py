@@ -119,16 +119,19 @@ class TerraMindAccessor:
         """
         return plot.plot(self._obj, **options)
 
-    def to_zarr(self, path, *, resume: bool = True, overwrite: bool = False, zarr_format: int = 3, progress=None):
+    def to_zarr(self, path, *, resume: bool = True, overwrite: bool = False, zarr_format: int = store.DEFAULT_ZARR_FORMAT,
+                progress=None):
         """Write this lazy result to a georeferenced zarr store, region by region.
 
-        Interrupted? Run the same call again: regions already written are skipped. A store that holds
-        something else is never overwritten unless ``overwrite=True``. Use ``zarr_format=2`` for GDAL
-        3.6-3.10 (QGIS); v3 needs GDAL 3.11 or newer.
+        Interrupted (Ctrl-C stops it once the regions in flight are written)? Run the same call again:
+        regions already written are skipped. A store that holds something else is never overwritten unless
+        ``overwrite=True``. ``zarr_format=2`` (the default) opens with every GDAL from 3.6 (rasterio's
+        wheels, QGIS); ``zarr_format=3`` needs GDAL 3.11 or newer. Read it back with ``xterramind.open``.
 
         Example:
             >>> report = emb.terramind.to_zarr("embeddings.zarr")
             >>> print(report)   # regions written, skipped, time
+            >>> emb = xterramind.open("embeddings.zarr")   # the same result, georeferenced
         """
         return store.write(self._obj, path, resume=resume, overwrite=overwrite, zarr_format=zarr_format, progress_bar=progress)
 

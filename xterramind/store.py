@@ -1,8 +1,10 @@
 """Georeferenced zarr stores written region by region, resumable, never silently overwritten.
 
-Layout (read by xarray + rioxarray, and by GDAL: zarr v2 from GDAL 3.6, v3 from 3.11): 1-D ``x``/``y``
-coordinate arrays, CF ``spatial_ref``/``grid_mapping`` and GDAL's ``_CRS`` on every data variable,
-zstd on every array. The run:
+Layout (read by xarray + rioxarray, and by GDAL: zarr v2 from GDAL 3.6, v3 from 3.11; v2 by default,
+since the GDAL inside rasterio's wheels is 3.10): 1-D ``x``/``y`` coordinate arrays, CF
+``spatial_ref``/``grid_mapping`` and GDAL's ``_CRS`` on every data variable, zstd (level 3) on every
+array, the result's attributes on the root group too. ``open_result`` (``xterramind.open``) reads a
+store back as the georeferenced result that was written. The run:
 
 1. the template (metadata and coordinates only) is written first;
 2. one task per region computes its block and writes it with zarr, chunk-aligned by construction;
@@ -16,6 +18,7 @@ not mixed in.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -25,7 +28,6 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import dask
 import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor this module uses)
 import xarray as xr
@@ -35,6 +37,9 @@ from . import progress
 from .errors import InputError, StoreError
 
 LEDGER = "xterramind"  # the group holding the fingerprint and the ``done`` ledger
+RUN_ATTR = "xterramind_run"  # on the root group of an area run's store: its zones (one store each)
+RESULT_VARIABLE = "xterramind_variable"  # on a store written from a DataArray: which variable it was
+DEFAULT_ZARR_FORMAT = 2  # GDAL 3.6-3.10 (rasterio's wheels, QGIS) read only v2; v3 needs GDAL >= 3.11
 DONE_VALID, DONE_EMPTY = 1, 2  # ledger values: complete with data / complete without valid input
 
 
@@ -62,7 +67,7 @@ def write(
     *,
     resume: bool = True,
     overwrite: bool = False,
-    zarr_format: int = 3,
+    zarr_format: int = DEFAULT_ZARR_FORMAT,
     progress_bar: bool | None = None,
 ) -> WriteReport:
     """Write a lazy xterramind result to a zarr store, region by region. See the module docstring."""
@@ -71,9 +76,10 @@ def write(
     dataset, layout, path = _as_dataset(result), target.layout, Path(target.path)
     ledger = target.ledger()
     todo = [index for index in layout.block_indices() if not ledger[index]]
-    write_block = dask.delayed(_write_block, pure=False)
-    tasks = [write_block(*layout.block(dataset, index), target=target, index=index) for index in todo]
-    valid = progress.run(tasks, f"writing {path.name}", progress_bar)
+    # a region's blocks of every variable are computed together, so the region task they share runs once
+    jobs = [progress.Job(tuple(layout.block(dataset, index)), functools.partial(_write_block, target=target, index=index))
+            for index in todo]
+    valid = progress.run(jobs, f"writing {path.name}", progress_bar)
     total = len(layout.block_indices())
     report = WriteReport(str(path), total, len(todo), total - len(todo), valid.count(False), time.perf_counter() - started)
     if todo and not any(valid) and not (ledger == DONE_VALID).any():
@@ -98,7 +104,7 @@ class Target:
 
 
 def prepare(result: xr.DataArray | xr.Dataset, store: str | os.PathLike, *, resume: bool = True, overwrite: bool = False,
-            zarr_format: int = 3) -> Target:
+            zarr_format: int = DEFAULT_ZARR_FORMAT) -> Target:
     """Write the template of ``result`` (metadata, coordinates and an empty ledger), or check that an
     existing store holds this very result and reuse it. Nothing of the result is computed."""
     if zarr_format not in (2, 3):
@@ -116,7 +122,10 @@ def _as_dataset(result) -> xr.Dataset:
     if isinstance(result, xr.DataArray):
         if result.name is None:
             raise InputError("the DataArray needs a name to become a zarr variable: result.rename('name')")
+        # the result's provenance on the root group too, and which variable to give back (``open_result``)
+        attrs = {k: v for k, v in result.attrs.items() if k != "grid_mapping"} | {RESULT_VARIABLE: result.name}
         result = result.to_dataset()
+        result.attrs = attrs
     if not isinstance(result, xr.Dataset):
         raise InputError(f"expected an xarray result, got {type(result).__name__}")
     lazy = [name for name, var in result.data_vars.items() if var.chunks is None]
@@ -264,9 +273,9 @@ def _differences(a, b, prefix="") -> list[str]:
 def _write_template(dataset: xr.Dataset, path: Path, zarr_format: int, fingerprint: dict, layout: _Layout) -> None:
     template = dataset.copy(deep=False)
     wkt = dataset.rio.crs.to_wkt()
-    compressor = zarr.codecs.ZstdCodec(level=3) if zarr_format == 3 else _zstd_v2()
+    compressors = [_zstd(zarr_format)]
     for name, var in template.variables.items():
-        encoding = {"compressors": [compressor]} if zarr_format == 3 else {"compressor": compressor}
+        encoding = {"compressors": compressors}
         if name in template.data_vars:
             var.attrs = {**var.attrs, "_CRS": {"wkt": wkt}}  # for GDAL; CF grid_mapping stays in the encoding
             encoding["chunks"] = tuple(c[0] for c in var.chunks)
@@ -277,8 +286,18 @@ def _write_template(dataset: xr.Dataset, path: Path, zarr_format: int, fingerpri
     group = zarr.open_group(str(path), path=LEDGER, mode="w", zarr_format=zarr_format)
     group.attrs["fingerprint"] = fingerprint
     blocks = tuple(len(c) for c in layout.chunks)
-    group.create_array("done", shape=blocks, chunks=(1,) * len(blocks), dtype="uint8", fill_value=0)
+    group.create_array("done", shape=blocks, chunks=(1,) * len(blocks), dtype="uint8", fill_value=0,
+                       compressors=compressors)
     consolidate(path)
+
+
+def _zstd(zarr_format: int):
+    """Zstandard at level 3 in the codec type of each format (v2 takes numcodecs', v3 zarr's own)."""
+    if zarr_format == 2:
+        from numcodecs import Zstd
+
+        return Zstd(level=3)
+    return zarr.codecs.ZstdCodec(level=3)
 
 
 def consolidate(path) -> None:
@@ -288,7 +307,42 @@ def consolidate(path) -> None:
         zarr.consolidate_metadata(str(path))
 
 
-def _zstd_v2():
-    from numcodecs import Zstd
+def open_result(path: str | os.PathLike, *, zone: str | None = None) -> xr.DataArray | xr.Dataset:
+    """Open a store written by xterramind as the georeferenced result that was written: the DataArray
+    (embeddings, tokens) or Dataset (generated products), lazy, with its CRS, transform and attributes.
 
-    return Zstd(level=3)
+    A plain ``xarray.open_zarr(path)`` leaves ``spatial_ref`` a data variable and ``rio.crs`` unset;
+    this is the way that gives the result back as it was. An area run's store holds one store per
+    zone: name it with ``zone=`` (a run of one zone needs none).
+
+    Raises:
+        StoreError: nothing at ``path``, not an xterramind store, or a run store without a valid ``zone``.
+
+    Example:
+        >>> lulc = xterramind.open("xterramind-demo/lulc.zarr")
+        >>> lulc.rio.crs, lulc["LULC"].attrs["model"]
+        >>> europe = xterramind.open("europe.zarr", zone="utm32n")
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise StoreError(f"there is no store at {path}")
+    root = _group(path, None)
+    zones = sorted(root.attrs.get(RUN_ATTR, {}).get("zones", {}))
+    if zones:
+        zone = zone if zone is not None or len(zones) > 1 else zones[0]
+        if zone not in zones:
+            raise StoreError(f"{path} is an area run with zones {zones}; open one with zone=, e.g. zone={zones[0]!r}")
+    elif zone is not None:
+        raise StoreError(f"{path} is a single store, not an area run: it has no zones; leave out zone=")
+    if LEDGER not in _group(path, zone):
+        raise StoreError(f"{path} is not a store written by xterramind (it has no {LEDGER}/ ledger group)")
+    dataset = xr.open_zarr(str(path), group=zone, decode_coords="all")
+    name = dataset.attrs.get(RESULT_VARIABLE)
+    return dataset[name] if name in dataset.data_vars else dataset
+
+
+def _group(path: Path, name: str | None):
+    try:
+        return zarr.open_group(str(path), path=name, mode="r")
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
+        raise StoreError(f"{path} is not a zarr store written by xterramind") from None

@@ -10,13 +10,13 @@ as int8 with one float32 scale per vector (``vector ~ int8 * scale``).
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import time as clock
 from dataclasses import dataclass
 from pathlib import Path
 
-import dask
 import numpy as np
 import xarray as xr
 
@@ -105,8 +105,7 @@ def export(embeddings: xr.DataArray, path, *, cell: int = 224, quantize: str | N
                  str(folder))
     data = _cell_aligned(embeddings, size)
     times = data["time"].values if "time" in data.dims else [None]
-    tasks, names = [], []
-    write = dask.delayed(_write_part, pure=False)
+    jobs, names = [], []
     for t, when in enumerate(times):
         layer = data.isel(time=t) if when is not None else data
         offsets_y, offsets_x = np.cumsum((0, *layer.chunks[1])), np.cumsum((0, *layer.chunks[2]))
@@ -114,9 +113,11 @@ def export(embeddings: xr.DataArray, path, *, cell: int = 224, quantize: str | N
             for bx in range(len(offsets_x) - 1):
                 name = f"part-{t:04d}-{by:05d}-{bx:05d}.parquet"
                 block = layer.data.blocks[:, by, bx]
-                tasks.append(write(block, origin=(int(offsets_y[by]), int(offsets_x[bx])), when=_iso(when), job=job, name=name))
+                then = functools.partial(_write_part, origin=(int(offsets_y[by]), int(offsets_x[bx])), when=_iso(when),
+                                         job=job, name=name)
+                jobs.append(progress.Job((block,), then))
                 names.append(name)
-    counts = progress.run(tasks, f"exporting {folder.name}", progress_bar)
+    counts = progress.run(jobs, f"exporting {folder.name}", progress_bar, resumable=False)
     parts = [(name, count) for name, count in zip(names, counts, strict=True) if count]
     meta = {"cell": cell, "cell_tokens": size, "patch_size": int(embeddings.attrs.get("patch_size", 16)),
             "crs": grid.crs, "transform": list(grid.transform)[:6], "lonlat_bounds": _lonlat_bounds(grid),
