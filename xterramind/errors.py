@@ -6,6 +6,8 @@ Each message says what was wrong and how to fix it.
 __all__ = [
     "CheckpointError",
     "InputError",
+    "InputWarning",
+    "Interrupted",
     "MissingDependencyError",
     "StoreError",
     "UnknownModalityError",
@@ -37,6 +39,10 @@ class InputError(XterramindError, ValueError):
     """Input data of the wrong shape, type or content."""
 
 
+class InputWarning(UserWarning):
+    """Input that is probably, not certainly, wrong (a DEM that may be in km); ``check_input=False`` silences it."""
+
+
 class CheckpointError(XterramindError):
     """A checkpoint file that cannot be loaded safely or does not fit the model."""
 
@@ -52,3 +58,8 @@ class MissingDependencyError(XterramindError, ImportError):
 class StoreError(XterramindError):
     """A store that exists and holds something else (or is not an xterramind store): never overwritten
     unless asked (``overwrite=True``)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a write: the regions in flight were finished, nothing new started, and the message says
+    how many are done. A ``KeyboardInterrupt``, so it stops scripts and notebooks as Ctrl-C always does."""
