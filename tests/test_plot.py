@@ -18,6 +18,13 @@ def _picture(figure) -> np.ndarray:
     return np.asarray(figure.axes[0].images[0].get_array())
 
 
+def _notes(figure) -> list[str]:
+    """The figure's texts that say "random weights" (the title, labels and legend are not texts of the figure)."""
+    texts = [*figure.texts, *(text for ax in figure.axes for text in ax.texts)]
+    return [" ".join(text.get_text().split()) for text in texts  # as one line, however it is wrapped
+            if "random weights" in " ".join(text.get_text().split()) and text.get_visible()]
+
+
 def test_land_cover_gets_its_colours_and_the_nine_class_legend(lulc):
     figure = lulc.terramind.plot()
     np.testing.assert_array_equal(_picture(figure), lulc_rgb(lulc.LULC.values))
@@ -74,3 +81,34 @@ def test_what_cannot_be_drawn_says_how_to_fix_it(cube, lulc):
         cube.terramind.plot(max_size=0)
     with pytest.raises(InputError, match="needs an xarray"):
         xterramind.plot.plot(np.zeros((4, 4)))
+
+
+def _as_if_trained(result: xr.Dataset, **attrs) -> xr.Dataset:
+    """``result`` with the attrs trained weights give it (checksums, no warning), on it and on each variable."""
+    trained = result.copy(deep=True)
+    for item in (trained, *trained.data_vars.values()):
+        item.attrs.pop("warning")
+        item.attrs |= {"weights": "0" * 64, "tokenizers": {"LULC": "1" * 64}} | attrs
+    return trained
+
+
+def test_pictures_made_with_random_weights_say_so_on_the_picture(cube, lulc, micro):
+    import matplotlib.pyplot as plt
+
+    warning = lulc.attrs["warning"]
+    assert lulc.attrs["weights"] == "random" and "random weights" in warning
+    for result in (lulc, lulc.LULC, lulc.LULC_probability.isel({"class": 1}), cube.terramind.embed(micro),
+                   cube.terramind.tokenize("S2L2A", model=micro)):
+        figure = result.terramind.plot(title="my map")  # whatever the title
+        assert _notes(figure) == [warning], getattr(result, "name", "the Dataset")
+    figure, axes = plt.subplots(1, 2)
+    plt.close(figure)
+    cube.terramind.plot(ax=axes[0])
+    lulc.terramind.plot(ax=axes[1])  # into Axes of one's own: the note goes on the picture it belongs to
+    assert [[" ".join(text.get_text().split()) for text in ax.texts] for ax in axes] == [[], [warning]]
+
+    trained = _as_if_trained(lulc)
+    for result in (cube, trained, trained.LULC, trained.LULC_probability.isel({"class": 1})):
+        assert _notes(result.terramind.plot()) == []
+    random_tokenizer = _as_if_trained(lulc, tokenizers={"LULC": "random"})  # a random tokenizer is enough
+    assert len(_notes(random_tokenizer.LULC.terramind.plot())) == 1

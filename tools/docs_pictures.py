@@ -4,7 +4,7 @@
 
 The false-colour composite is the data itself. The embeddings picture depends on the weights: with the
 official ones it shows what TerraMind sees; with ``random`` (the default here, where weights cannot be
-downloaded) it shows the pipeline and says so in its title.
+downloaded) it shows the pipeline, and ``plot()`` says so on the picture.
 """
 
 import argparse
@@ -24,11 +24,10 @@ def main() -> None:
     args = parser.parse_args()
     cube = xterramind.open_sample()
     model = xterramind.load_model("terramind_v1_tiny", weights=args.weights, device="cpu")
-    note = " (random weights)" if model.is_random else ""
     IMAGES.mkdir(exist_ok=True)
     pictures = {
         "false_colour.jpg": cube.terramind.plot(title="the bundled scene in false colour (NIR, red, green)"),
-        "embeddings.jpg": cube.terramind.embed(model).terramind.plot(title=f"embeddings as RGB{note}"),
+        "embeddings.jpg": cube.terramind.embed(model).terramind.plot(title="embeddings as RGB"),
     }
     for name, figure in pictures.items():
         figure.set_size_inches(6.4, 5.2)

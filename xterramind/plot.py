@@ -8,6 +8,7 @@ a few megabytes, never the scene.
 from __future__ import annotations
 
 import math
+import textwrap
 
 import numpy as np
 import xarray as xr
@@ -15,16 +16,17 @@ import xarray as xr
 from .errors import InputError, MissingDependencyError
 from .generate import LULC_CLASSES
 from .modalities import canonical_bands
-from .quicklook import LULC_COLOURS, lulc_rgb, principal_rgb, true_colour
+from .quicklook import LULC_COLOURS, lulc_rgb, principal_rgb, random_weights_note, true_colour
 
 __all__ = ["COMPOSITES", "plot"]
 
-# Band triples tried in order when no ``bands=`` are given: the first one the data has wins.
 COMPOSITES = {
     "false colour (NIR, red, green)": ("B08", "B04", "B03"),
     "false colour (NIR narrow, red, green)": ("B8A", "B04", "B03"),
     "true colour": ("RED", "GREEN", "BLUE"),
 }
+"""The composites tried in order when no ``bands=`` are given, by title: their (red, green, blue) bands. The
+first one the data has wins."""
 
 
 def plot(obj: xr.Dataset | xr.DataArray, *, bands=None, ax=None, max_size: int = 1024, title: str | None = None):
@@ -37,6 +39,8 @@ def plot(obj: xr.Dataset | xr.DataArray, *, bands=None, ax=None, max_size: int =
       Sentinel-2 and (VV, VH, VV/VH) for Sentinel-1, each band stretched between its 2nd and 98th
       percentile;
     - anything else on ``(y, x)`` (DEM, NDVI, tokens, one band): a colour scale with a colour bar.
+
+    A result made with random weights says so in a note on the picture, whatever the title.
 
     Args:
         obj: a cube or a result, with dims ``y`` and ``x`` (and at most one date).
@@ -53,8 +57,9 @@ def plot(obj: xr.Dataset | xr.DataArray, *, bands=None, ax=None, max_size: int =
         >>> lulc.terramind.plot().savefig("lulc.png")
         >>> cube.terramind.plot(bands=("B04", "B03", "B02"))    # true colour
     """
-    data = _single_date(_what_to_draw(obj))
-    data = _strided(data, max_size)
+    data = _what_to_draw(obj)
+    note = random_weights_note(obj.attrs) or random_weights_note(data.attrs)
+    data = _strided(_single_date(data), max_size)
     figure, ax = _axes(ax)
     extent = _extent(data)
     if _is_land_cover(data):
@@ -78,6 +83,9 @@ def plot(obj: xr.Dataset | xr.DataArray, *, bands=None, ax=None, max_size: int =
     ax.set_xlabel(f"x{unit}")
     ax.set_ylabel(f"y{unit}")
     ax.set_title(title if title is not None else default)
+    if note:  # on the picture itself, so that no crop or caption loses it
+        ax.text(0.5, 0.98, textwrap.fill(note, 36), transform=ax.transAxes, ha="center", va="top", color="white",
+                bbox={"facecolor": (0.6, 0, 0), "alpha": 0.85, "edgecolor": "none"})  # lines that fit small Axes
     return figure
 
 
