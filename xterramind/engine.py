@@ -28,7 +28,7 @@ import xarray as xr
 from . import __version__
 from .errors import InputError
 from .grid import PixelGrid, Region, Tiling, default_chunk, region_counts, regions
-from .modalities import ModalityInput, check_units, grid_of, resolve
+from .modalities import ModalityInput, check_grid, check_units, grid_of, resolve
 from .models.generation import Sampling, tile_seed
 from .models.handle import TerraMindModel
 from .models.registry import token_spec
@@ -45,6 +45,7 @@ class Tiles:
     tiling: Tiling
     batch_size: int | None  # None: the default of the device the task runs on (a worker's GPU, not the driver's CPU)
     coords: bool = False  # also give every tile its centre's longitude and latitude (the coords modality)
+    check_input: bool = True  # region tasks check the units of their windows (check_units)
 
     def batch_for(self, model: TerraMindModel) -> int:
         """Tiles per forward pass on ``model``'s device (decided in the task, where the device is known)."""
@@ -109,18 +110,27 @@ def check_model(model) -> None:
 
 def plan(cube, model: TerraMindModel, modalities=None, *, tile_size=None, overlap=32, chunks=None,
          batch_size=None, coords: bool = False, inputs: list[ModalityInput] | None = None,
-         grid: PixelGrid | None = None) -> Plan:
-    """Resolve the cube's modalities and lay tiles and regions over its pixel grid."""
+         grid: PixelGrid | None = None, check_input: bool = True) -> Plan:
+    """Resolve the cube's modalities and lay tiles and regions over its pixel grid.
+
+    Pixels in degrees are refused; with ``check_input`` (the default) so are pixels far from the model's
+    10 m and, for data in memory, implausible units (lazy data: each region task checks its window).
+    """
     check_model(model)
     inputs = resolve(cube, modalities) if inputs is None else inputs
     grid = grid_of(inputs[0].data, inputs[0].spec.name) if grid is None else grid
+    if inputs[0].spec.kind == "image":
+        check_grid(grid, f"the {inputs[0].spec.name} cube", model.config.pixel_size, check_resolution=check_input)
+    for item in inputs:
+        if check_input and not isinstance(item.data.data, da.Array):
+            check_units(item.spec.name, np.asarray(item.data.data), item.nodata)
     tiling = Tiling(grid, model.config.image_size if tile_size is None else tile_size, overlap, model.config.patch_size)
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise InputError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
     if coords:
         model.coords_tokenizer()  # fail now, not in a worker, when the vocabulary is missing
     tiles = Tiles(tuple(item.spec.name for item in inputs), tuple(item.nodata for item in inputs), tiling, batch_size,
-                  bool(coords))
+                  bool(coords), bool(check_input))
     return Plan(inputs, tiles, default_chunk(tiling) if chunks is None else chunks, inputs[0].data.sizes.get("time"))
 
 
@@ -193,12 +203,9 @@ def provenance(model: TerraMindModel, modalities, seed, plan: Plan | None = None
 
 
 def check_in_memory_validity(inputs: list[ModalityInput]) -> None:
-    """All-nodata input and wrong units are caught at once when the data is already in memory (dask
-    inputs are never read here: region tasks check their own windows)."""
-    in_memory = [item for item in inputs if not isinstance(item.data.data, da.Array)]
-    for item in in_memory:
-        check_units(item.spec.name, np.asarray(item.data.data))
-    if len(in_memory) < len(inputs):
+    """All-nodata input is caught at once when the data is already in memory (dask inputs are never read
+    here: region tasks check their own windows; ``plan`` checks units)."""
+    if any(isinstance(item.data.data, da.Array) for item in inputs):
         return
     if not valid_pixels([np.asarray(item.data.data) for item in inputs], [item.nodata for item in inputs]).any():
         raise InputError("the input has no valid pixel: every value is NaN or its band's nodata value")
@@ -261,8 +268,9 @@ def batches(items: Sequence, size: int):
 
 def standardized_batches(model: TerraMindModel, windows, valid: np.ndarray, refs: list[TileRef], tiles: Tiles):
     """Yield ``(refs, inputs)``: each batch of tiles and its standardized inputs on the model's device."""
-    for name, window in zip(tiles.modalities, windows, strict=True):
-        check_units(name, window)
+    if tiles.check_input:
+        for name, window, nodata in zip(tiles.modalities, windows, tiles.nodata, strict=True):
+            check_units(name, window, nodata)
     pixels = [torch.from_numpy(np.ascontiguousarray(window)) for window in windows]
     mask = None if valid.all() else torch.from_numpy(valid)
     for batch in batches(refs, tiles.batch_for(model)):
@@ -346,8 +354,10 @@ def embed_verb(
     overlap: int = 32,
     chunks: int | None = None,
     batch_size: int | None = None,
+    check_input: bool = True,
 ) -> Verb:
-    """Embedding a cube: a DataArray ``embeddings`` with dims ``(time,) embedding, y, x`` on the token grid."""
+    """Embedding a cube: a DataArray ``embeddings`` with dims ``(time,) embedding, y, x`` on the token grid.
+    ``check_input=False`` lets pass pixels far from 10 m and values that look like a unit mistake."""
     check_model(model)
     if merge not in ("mean", "max", "concat"):
         raise InputError(f"merge must be 'mean', 'max' or 'concat' for a token grid, got {merge!r}")
@@ -355,7 +365,7 @@ def embed_verb(
     if not -depth <= layer < depth:
         raise InputError(f"layer {layer} does not exist: {model.name} has {depth} encoder layers")
     work = plan(cube, model, modalities, tile_size=tile_size, overlap=overlap, chunks=chunks, batch_size=batch_size,
-                coords=coords)
+                coords=coords, check_input=check_input)
     check_in_memory_validity(work.inputs)
     thinking = tuple(token_spec(name).name for name in (tim or ()))
     grids = len(work.inputs) + len(thinking)

@@ -153,12 +153,13 @@ def generate_verb(
     batch_size: int | None = None,
     blend: bool = True,
     coords: bool = False,
+    check_input: bool = True,
 ) -> Verb:
     """Generating ``targets`` from the cube: a Dataset on the input's pixel grid (see the accessor)."""
     check_model(model)
     specs = _targets(targets)
     work = plan(cube, model, modalities, tile_size=tile_size, overlap=overlap, chunks=chunks, batch_size=batch_size,
-                coords=coords)
+                coords=coords, check_input=check_input)
     taken = {resolve_modality(name).name for name in work.tiles.modalities}
     clash = [spec.name for spec in specs if spec.name.removeprefix("tok_") in taken]
     if clash:
@@ -256,7 +257,7 @@ class TokenJob:
 
 
 def tokenize_verb(cube, modality: str, model: TerraMindModel, *, tile_size=None, overlap=32, chunks=None,
-                  batch_size=None) -> Verb:
+                  batch_size=None, check_input: bool = True) -> Verb:
     """Tokenizing one modality of the cube: int32 tokens ``(time,) y, x`` on the token grid, -1 where a
     token's pixels are all nodata."""
     check_model(model)
@@ -265,7 +266,8 @@ def tokenize_verb(cube, modality: str, model: TerraMindModel, *, tile_size=None,
     if name not in {s.name for s in MODALITIES.values() if s.kind == "image"}:
         raise InputError(f"tokenize reads {name} from a cube only for S2L2A, S1GRD, S1RTC and DEM; for {name} "
                          "tensors use model.tokenize()")
-    work = plan(cube, model, [name], tile_size=tile_size, overlap=overlap, chunks=chunks, batch_size=batch_size)
+    work = plan(cube, model, [name], tile_size=tile_size, overlap=overlap, chunks=chunks, batch_size=batch_size,
+                check_input=check_input)
     check_in_memory_validity(work.inputs)
     job = TokenJob(work.tiles, name)
     attrs = provenance(model, [name], None, work) | {

@@ -5,20 +5,30 @@ Bands are found by name. The alias tables cover the usual conventions: Sentinel-
 ``swir16``, ``cirrus``), Planetary Computer (``B01``…), Sentinel-1 ``vv``/``vh``, and DEM
 (``dem``, ``elevation``). Without an explicit ``modalities=`` the cube's bands decide: all 13
 Sentinel-2 bands (B10, cirrus, exists only in L1C products) mean S2L1C, the 12 without B10 mean
-S2L2A; VV and VH mean S1GRD; a DEM band means DEM.
+S2L2A; VV and VH mean S1GRD; a DEM band means DEM. Other band sets (Landsat, PlanetScope, MODIS, a
+red/green/blue image) are refused with what TerraMind takes; RGB is used when asked (``modalities=["RGB"]``).
+
+Spatial dims are ``y`` and ``x``, or the ones declared with ``cube.rio.set_spatial_dims(...)``: those are
+renamed to ``y``/``x``, so results come back on ``y``/``x``. ``check_units`` and ``check_grid`` catch the
+mistakes the data and its grid show: wrong units or scale, a geographic CRS, pixels far from 10 m.
 """
 
 from __future__ import annotations
 
+import math
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor this module uses)
 import xarray as xr
+from pyproj import CRS, Proj, Transformer
+from pyproj.exceptions import ProjError
+from rioxarray.exceptions import MissingSpatialDimensionError
 
-from .errors import InputError, UnknownModalityError
+from .errors import InputError, InputWarning, UnknownModalityError
 from .grid import PixelGrid, same_crs
 from .models.registry import MODALITIES, ModalitySpec, resolve_modality
 
@@ -128,6 +138,17 @@ def _nodata(cube, names: list, wanted: Sequence) -> tuple[float | None, ...]:
     return (declared(cube),) * len(wanted)
 
 
+def _on_yx(cube):
+    """The cube with the spatial dims declared to rioxarray (``cube.rio.set_spatial_dims``) renamed ``y``/``x``."""
+    if not isinstance(cube, (xr.Dataset, xr.DataArray)) or {"y", "x"} <= set(cube.dims):
+        return cube
+    try:
+        x, y = cube.rio.x_dim, cube.rio.y_dim
+    except MissingSpatialDimensionError:
+        return cube  # nothing declared: _check_cube says how to rename
+    return cube.rename({y: "y", x: "x"})
+
+
 def _check_cube(cube, what: str) -> None:
     if not isinstance(cube, (xr.Dataset, xr.DataArray)):
         raise InputError(f"{what} must be an xarray Dataset or DataArray, got {type(cube).__name__}")
@@ -161,17 +182,27 @@ def resolve(
 
     ``modalities`` may be ``None`` (found from band names), a list of modality names, or a mapping
     from modality name to either a list of the cube's band names in the model's band order, or
-    another cube holding that modality (it must be on the same pixel grid).
+    another cube holding that modality (it must be on the same pixel grid). Spatial dims declared with
+    ``cube.rio.set_spatial_dims(x_dim="lon", y_dim="lat")`` are read as ``x``/``y`` (and named so in the results).
+
+    Example:
+        >>> [item.spec.name for item in resolve(xterramind.open_sample())]
+        ['S2L1C']
     """
+    cube = _on_yx(cube)
     _check_cube(cube, "the cube")
     requests = _requests(cube, modalities)
     inputs = []
     for spec, source, bands in requests:
+        source = _on_yx(source)
         _check_cube(source, f"the {spec.name} cube")
         names = _band_names(source)
         if bands is None:
             bands, missing = _find(source, spec)
             if missing:
+                sensor = _other_sensor(names)
+                if sensor is not None:
+                    raise InputError(_not_terramind([str(name) for name in names], sensor))
                 raise InputError(
                     f"{spec.name} needs bands {list(spec.bands)}; missing {missing} (the cube has {names}). "
                     f"Add them, or name the cube's bands for {spec.name} explicitly: "
@@ -207,15 +238,16 @@ def _requests(cube, modalities):
                     spec = resolve_modality("S1RTC")
                 found.append((spec, cube, None))
             elif bands and name in ("S2L2A", "S1GRD"):
-                raise InputError(
-                    f"the cube has some {name} bands {bands} but lacks {missing}; add them, or pick bands explicitly "
-                    f"with modalities={{'{name}': [...]}}"
-                )
+                raise InputError(_partly(cube, name, bands, missing))
         if not found:
             names = [str(name) for name in _band_names(cube)]
+            sensor = _other_sensor(names)
+            if sensor is not None:
+                raise InputError(_not_terramind(names, sensor))
             raise InputError(
                 f"no TerraMind modality found in the cube's bands {names}: name them like Sentinel-2 (B01…B12, "
-                "or blue, red, nir, swir16…), Sentinel-1 (vv, vh) or DEM, or map them with modalities={...}"
+                "or blue, red, nir, swir16…), Sentinel-1 (vv, vh) or DEM, or map them with modalities={...}. "
+                f"TerraMind takes {_takes()}"
             )
         return found
     if isinstance(modalities, str):
@@ -237,6 +269,75 @@ def _requests(cube, modalities):
     return requests
 
 
+def _partly(cube, name: str, bands: list, missing: list[str]) -> str:
+    """What to say about a cube holding some of ``name``'s bands: add the rest, unless it is another sensor."""
+    names, bands = [str(band) for band in _band_names(cube)], [str(band) for band in bands]
+    sensor = _other_sensor(names)
+    if sensor is not None:
+        return _not_terramind(names, sensor)
+    message = (f"the cube has some {name} bands {bands} but lacks {missing}: if it is {_SENSORS[name]}, add the "
+               f"missing bands (on the same 10 m grid, as xterramind.stac.load gives them), or pick bands explicitly "
+               f"with modalities={{'{name}': [...]}}")
+    rgb = _rgb_bands(names)
+    if rgb and len(missing) > len(bands):  # mostly not there: maybe not Sentinel-2 at all
+        message += f"; to use only its red, green and blue, pass modalities={{'RGB': {rgb}}} (8-bit values 0-255)"
+    return message
+
+
+_SENSORS = {"S2L2A": "Sentinel-2", "S1GRD": "Sentinel-1"}
+
+# Band names that give away another sensor (matched on _key's reduced names), so that its bands are not
+# invited into Sentinel-2's slots: other wavelengths, pixel sizes and scales than TerraMind learnt.
+_OTHER_SENSORS = (
+    ("Landsat", r"(sr|st)_b\d+|qa_pixel|qa_radsat|sr_qa_aerosol|lwir\d*|st_\w+"),
+    ("MODIS", r"sur_refl\w*|nadir_reflectance\w*|\w*modis\w*"),
+    ("PlanetScope", r"coastal_blue|green_i|yellow"),
+    ("Sentinel-3 OLCI", r"oa\d\d\w*"),
+)
+
+
+def _other_sensor(names: Sequence) -> str | None:
+    """The sensor other than TerraMind's that a band set comes from, where its names say so; else None."""
+    keys = {_key(name) for name in names}
+    for sensor, pattern in _OTHER_SENSORS:
+        if any(re.fullmatch(pattern, key) for key in keys):
+            return sensor
+    s2 = {band for band in canonical_bands(names) if band in S2_ALIASES}
+    if keys & {"b10", "b11"} and not s2 & {"B8A", "B12"}:
+        return "Landsat 8/9 or HLS L30"  # numbered B1…B11: bands 10 and 11 are thermal there, not Sentinel-2's
+    if "B8A" in s2 and not s2 & {"B05", "B06", "B07", "B08"}:
+        return "Landsat"  # nir08, swir16, swir22 without red edge or broad NIR: Landsat's names on Earth Search / PC
+    rgb = _rgb_bands(names)
+    if rgb and len(rgb) == len(keys):
+        return "RGB"
+    return None
+
+
+def _rgb_bands(names: Sequence) -> list:
+    """The cube's red, green and blue band names in that order ([] unless all three are there)."""
+    found = {band: name for band, name in canonical_bands(names).items() if band in RGB_ALIASES}
+    return [found[band] for band in RGB_ALIASES] if len(found) == len(RGB_ALIASES) else []
+
+
+def _not_terramind(names: list, sensor: str) -> str:
+    if sensor == "RGB":
+        return (f"the cube's bands {names} are red, green and blue: TerraMind takes them as its RGB modality, used "
+                "only when asked: pass modalities=['RGB'] (8-bit values 0-255, like a true-colour image)")
+    message = (f"no TerraMind modality found in the cube's bands {names}: they look like {sensor} bands, which "
+               f"TerraMind does not take (do not map them into Sentinel-2's slots: other wavelengths, pixel sizes "
+               f"and scaling). TerraMind takes {_takes()}")
+    rgb = _rgb_bands(names)
+    if rgb:
+        message += f". Its red, green and blue can go in as RGB: modalities={{'RGB': {rgb}}} (8-bit values 0-255)"
+    return message
+
+
+def _takes() -> str:
+    """TerraMind's pixel modalities, their bands and units, for messages."""
+    return "; ".join(f"{spec.name} ({', '.join(spec.bands)}; {spec.units})"
+                     for spec in MODALITIES.values() if spec.kind == "image")
+
+
 def _marked(cube, bands, modality: str) -> bool:
     """Whether the cube's variables for ``bands`` say they hold ``modality`` (``attrs["modality"]``)."""
     return isinstance(cube, xr.Dataset) and all(cube[b].attrs.get("modality") == modality for b in bands)
@@ -252,20 +353,154 @@ def _image_spec(name: str) -> ModalitySpec:
     return spec
 
 
-def check_units(name: str, values: np.ndarray) -> None:
-    """Catch the unit mistakes that can be seen in the data: Sentinel-1 in linear power instead of dB.
+SAMPLE_SIDE = 128  # a window is checked on a strided sample of about 128 x 128 pixels: enough to see a unit mistake
+CHECK_INPUT_OFF = "pass check_input=False (in a run config: options: {check_input: false})"
 
-    Backscatter in dB is negative almost everywhere (VH always); linear power and amplitude never are.
-    A window of many valid values none of which is negative is taken for linear data.
+
+def check_units(name: str, values: np.ndarray, nodata: Sequence[float | None] = ()) -> None:
+    """Catch the unit and scale mistakes that show in the data, with the fix; called on in-memory data at
+    once and, for lazy data, inside each region task on the window it reads.
+
+    The bounds come from what TerraMind was trained on (``ModalitySpec.mean``/``std``) and from physics:
+    Sentinel-2 as reflectance x 10000 (not 0-1), Sentinel-1 in dB (not linear power), RGB as 8-bit values,
+    a DEM in metres. Raises ``InputError`` (a DEM that may be in km only warns, ``InputWarning``).
+
+    Args:
+        name: the modality, e.g. ``"S2L2A"``.
+        values: ``(..., band, y, x)`` raw values in the modality's band order.
+        nodata: each band's nodata value (or None); these and NaNs are left out.
+
+    Example:
+        >>> check_units("S2L2A", np.full((12, 64, 64), 0.12))
+        Traceback (most recent call last):
+        xterramind.errors.InputError: S2L2A values look far too small for reflectance x 10000: ...
     """
-    if name not in ("S1GRD", "S1RTC"):
+    rule = _UNIT_RULES.get(name)
+    if rule is None:
         return
-    finite = values[np.isfinite(values)] if np.issubdtype(values.dtype, np.floating) else values.ravel()
-    if finite.size >= 100 and finite.min() >= 0:
+    sample = _sample(np.asarray(values), nodata)
+    problem = rule(resolve_modality(name), sample) if sample.size >= 100 else None
+    if problem is None:
+        return
+    message, certain = problem
+    if certain:
+        raise InputError(f"{message}. If the values are right, {CHECK_INPUT_OFF}")
+    # one place of issue: Python shows it once, not once per region task
+    warnings.warn(f"{message}. To silence this, {CHECK_INPUT_OFF}", InputWarning, stacklevel=1)
+
+
+def _sample(values: np.ndarray, nodata: Sequence[float | None]) -> np.ndarray:
+    """``(band, n)`` float64 values on a stride over y and x, NaN where invalid (not finite or nodata)."""
+    step = max(1, math.isqrt(values.shape[-2] * values.shape[-1]) // SAMPLE_SIDE)
+    strided = values[..., ::step, ::step]
+    bands = np.moveaxis(strided, -3, 0).reshape(strided.shape[-3], -1).astype(np.float64)
+    for band, value in zip(bands, nodata, strict=False):
+        if value is not None:
+            band[band == value] = np.nan
+    return bands[:, np.isfinite(bands).any(axis=0)]
+
+
+def _means(spec) -> str:
+    return f"{min(spec.mean):.4g} to {max(spec.mean):.4g}" if spec.channels > 1 else f"{spec.mean[0]:.4g}"
+
+
+def _reflectance(spec, sample):
+    top = np.nanpercentile(sample, 99)
+    if 0 < top < 100:  # whole windows darker than 1 % reflectance do not occur; 0-1 or percent scales do
+        return (f"{spec.name} values look far too small for reflectance x 10000: 99% of them are below {top:.3g}, "
+                f"while TerraMind's training data has band means of {_means(spec)}. Reflectance on a 0-1 scale? "
+                f"multiply by 10000 (cube * 10000); in percent? multiply by 100"), True
+    if top > 25000:  # 5 x the brightest band's mean + std; real reflectance x 10000 stays below ~16000
+        return (f"{spec.name} values look far too large for reflectance x 10000: 1% of them are above {top:.3g}, "
+                f"while TerraMind's training data has band means of {_means(spec)}. Scaled twice? divide by the "
+                f"extra factor (e.g. cube / 10)"), True
+    return None
+
+
+def _rgb(spec, sample):
+    top = np.nanpercentile(sample, 99)
+    if 0 < top <= 1:
+        return (f"RGB values all lie within 0-1, but TerraMind's RGB is 8-bit (0-255; training means "
+                f"{_means(spec)}): multiply by 255"), True
+    if top > 256:
+        return (f"RGB values go up to {top:.4g} (99th percentile), but TerraMind's RGB is 8-bit (0-255; training "
+                f"means {_means(spec)}): stretch them to 0-255 first, e.g. (rgb / rgb.quantile(0.99) * 255).clip(0, 255); "
+                f"Sentinel-2 reflectance is better given with all its bands as S2L2A or S2L1C"), True
+    return None
+
+
+def _backscatter(spec, sample):
+    if np.nanmin(sample) >= 0:  # dB is negative almost everywhere (VH always); linear power never is
+        return (f"{spec.name} values are all >= 0 (median {float(np.nanmedian(sample)):.3g}): that is linear "
+                "backscatter, but TerraMind expects dB. Convert with 10 * np.log10(x) (xterramind.stac.load does "
+                "it for STAC items)"), True
+    for band, values, mean, std in zip(spec.bands, sample, spec.mean, spec.std, strict=True):
+        median = np.nanmedian(values)
+        if abs(median - mean) > 10 * std:
+            return (f"{spec.name} {band} has median {median:.4g}, far from backscatter in dB (TerraMind's training "
+                    f"mean {mean:.4g} dB, std {std:.3g}): stored as scaled dB (e.g. dB x 100)? divide by that factor"), True
+    return None
+
+
+def _elevation(spec, sample):
+    if np.nanpercentile(sample, 1) < -1000:  # no land lies below -430 m (the Dead Sea)
+        return ("DEM values go below -1000 m: an undeclared nodata value (-9999, -32768)? declare it with "
+                "cube.rio.write_nodata(value) or set it to NaN"), True
+    if np.nanmedian(sample) > 9000:  # above Everest in metres
+        return (f"DEM values have median {np.nanmedian(sample):.4g}, above any height on Earth in metres (TerraMind's "
+                f"training mean {_means(spec)} m): in cm or dm? convert to metres (dem / 100, dem / 10)"), True
+    if 0 < np.nanmax(np.abs(sample)) < 9:  # below Everest's 8.8 in km, but also a lowland in metres: only a warning
+        return ("DEM values all lie within +-9: if the DEM is in km, multiply by 1000 (TerraMind expects metres; "
+                f"training mean {_means(spec)} m); a lowland in metres is fine"), False
+    return None
+
+
+_UNIT_RULES = {"S2L1C": _reflectance, "S2L2A": _reflectance, "RGB": _rgb, "S1GRD": _backscatter,
+               "S1RTC": _backscatter, "DEM": _elevation}
+
+
+def check_grid(grid: PixelGrid, what: str, pixel_size: float, *, check_resolution: bool = True) -> None:
+    """Refuse grids TerraMind cannot read right: a geographic CRS (pixels in degrees) always, and, unless
+    ``check_resolution`` is off, ground pixels more than 1.5x away from ``pixel_size`` (10 m): a token is
+    16 pixels, so at 20 m it covers 4x the ground the model learnt a token to be.
+
+    Example:
+        >>> check_grid(grid_of(xterramind.open_sample(), "sample"), "the sample", 10.0)   # 10 m UTM: fine
+    """
+    crs = CRS.from_user_input(grid.crs)
+    t = grid.transform
+    if crs.is_geographic:
         raise InputError(
-            f"{name} values are all >= 0 (median {float(np.median(finite)):.3g}): that is linear backscatter, but "
-            f"TerraMind expects dB. Convert with 10 * np.log10(x) (xterramind.stac.load does it for STAC items)"
+            f"{what} is in a geographic CRS ({crs.name}): its pixels are {abs(t.a):.3g} degrees, but TerraMind's "
+            f"tiles and token grid need metres ({pixel_size:g} m pixels). Reproject it first, e.g. "
+            f"cube.rio.reproject(cube.rio.estimate_utm_crs(), resolution={pixel_size:g}) (xterramind.stac.load "
+            "loads STAC items on a UTM grid)"
         )
+    if not check_resolution or not crs.is_projected:
+        return
+    metres = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
+    size = np.array([math.hypot(t.a, t.d), math.hypot(t.b, t.e)]) * metres / _scale(crs, grid)
+    if (size > 1.5 * pixel_size).any() or (size < pixel_size / 1.5).any():
+        raise InputError(
+            f"{what} has {size[0]:.3g} m x {size[1]:.3g} m pixels on the ground, but TerraMind was trained on "
+            f"{pixel_size:g} m pixels (a token is 16 px = {16 * pixel_size:g} m): at other scales its embeddings and "
+            f"generations are off. Resample first, e.g. cube.rio.reproject(cube.rio.crs, resolution={pixel_size:g}) "
+            f"(xterramind.stac.load(..., resolution={pixel_size:g}); in a run config: resolution: {pixel_size:g}), or, "
+            f"if you mean it, {CHECK_INPUT_OFF}"
+        )
+
+
+def _scale(crs: CRS, grid: PixelGrid) -> np.ndarray:
+    """The projection's (parallel, meridional) scale at the grid's centre: projected metres per ground metre
+    (1 in UTM, 2 at 60 degrees north in Web Mercator)."""
+    x, y = grid.transform * (grid.width / 2, grid.height / 2)
+    try:
+        lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(x, y)
+        factors = Proj(crs).get_factors(lon, lat)
+        scale = np.array([factors.parallel_scale, factors.meridional_scale])
+    except (ProjError, RuntimeError):
+        return np.ones(2)
+    return scale if np.isfinite(scale).all() and (scale > 0).all() else np.ones(2)
 
 
 def grid_of(data: xr.DataArray, what: str) -> PixelGrid:
