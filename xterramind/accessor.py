@@ -33,6 +33,9 @@ class TerraMindAccessor:
             batch_size: tiles per forward pass (default 8 on CPU, 64 on GPU).
             tim: Thinking-in-Modalities, e.g. ``["LULC"]``: generate these token grids per tile first and
                 encode them with the inputs (their seed: ``seed``).
+            check_input: refuse pixels far from TerraMind's 10 m and values far from its training range
+                (0-1 reflectance, a DEM in cm, ...) with the fix (default ``True``); ``False`` when you mean it.
+                A CRS in degrees is always refused (reproject to UTM).
 
         Example:
             >>> model = xterramind.load_model("terramind_v1_base")
@@ -54,7 +57,7 @@ class TerraMindAccessor:
             targets: a name or a list, e.g. ``"LULC"`` or ``["S1GRD", "LULC"]``.
             model: a handle from ``xterramind.load_model``; its tokenizers follow its weights policy.
             seed: the same seed gives the same result on any chunking and cluster.
-            modalities, tile_size, overlap, chunks, batch_size: as for ``embed``.
+            modalities, tile_size, overlap, chunks, batch_size, check_input: as for ``embed``.
             top_k, top_p, temperature: token sampling (defaults 0, 0.8, 1.0, as the reference).
             timesteps: diffusion steps for image targets (default 50, as the reference).
 
