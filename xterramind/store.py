@@ -311,8 +311,8 @@ def open_result(path: str | os.PathLike, *, zone: str | None = None) -> xr.DataA
     """Open a store written by xterramind as the georeferenced result that was written: the DataArray
     (embeddings, tokens) or Dataset (generated products), lazy, with its CRS, transform and attributes.
 
-    A plain ``xarray.open_zarr(path)`` leaves ``spatial_ref`` a data variable and ``rio.crs`` unset;
-    this is the way that gives the result back as it was. An area run's store holds one store per
+    A plain ``xarray.open_zarr`` without ``decode_coords="all"`` leaves ``spatial_ref`` a data variable
+    and ``rio.crs`` unset; this is the way that gives the result back as it was. An area run's store holds one store per
     zone: name it with ``zone=`` (a run of one zone needs none).
 
     Raises:
