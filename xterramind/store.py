@@ -312,8 +312,8 @@ def open_result(path: str | os.PathLike, *, zone: str | None = None) -> xr.DataA
     (embeddings, tokens) or Dataset (generated products), lazy, with its CRS, transform and attributes.
 
     A plain ``xarray.open_zarr`` without ``decode_coords="all"`` leaves ``spatial_ref`` a data variable
-    and ``rio.crs`` unset; this is the way that gives the result back as it was. An area run's store holds one store per
-    zone: name it with ``zone=`` (a run of one zone needs none).
+    and ``rio.crs`` unset; this is the way that gives the result back as it was. An area run's store
+    holds one store per zone: name it with ``zone=`` (a run of one zone needs none).
 
     Raises:
         StoreError: nothing at ``path``, not an xterramind store, or a run store without a valid ``zone``.
