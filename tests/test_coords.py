@@ -12,7 +12,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 
 import xterramind
 from xterramind.engine import tile_centres
-from xterramind.errors import InputError
+from xterramind.errors import CheckpointError, InputError, WeightsUnavailableError
 from xterramind.grid import Tiling
 from xterramind.modalities import grid_of, resolve
 from xterramind.models.coords import coords_text
@@ -82,3 +82,23 @@ def test_without_the_vocabulary_the_error_names_the_file(tmp_path):
     assert "WeightsUnavailableError" in done.stderr
     for needed in ("ibm-esa-geospatial/TerraMind-1.0-Tokenizer-Coords", "config.json", "tokenizers={'coords'"):
         assert needed in done.stderr
+
+
+def test_offline_with_random_weights_the_missing_vocabulary_is_told_at_once_with_the_fixes_that_apply(offline):
+    model = xterramind.load_model("terramind_micro", weights="random", device="cpu", seed=11)
+    with pytest.raises(WeightsUnavailableError) as error:
+        xterramind.open_sample().terramind.embed(model, coords=True)
+    assert 1 <= len(offline) <= 2, offline  # one probe of the hub, not huggingface_hub's six tries and 23 s
+    message = str(error.value)
+    assert "config.json" in message and "tokenizers={'coords'" in message and "leave out coords=True" in message
+    assert "weights='random'" not in message  # the model has random weights already: the vocabulary is data
+
+
+def test_a_vocabulary_file_that_is_missing_or_not_one_is_named(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "not a tokenizer"}')
+    for path, kind in ((tmp_path / "config.json", CheckpointError),
+                       (tmp_path / "nowhere.json", WeightsUnavailableError)):
+        model = xterramind.load_model("terramind_micro", weights="random", device="cpu", tokenizers={"coords": path})
+        with pytest.raises(kind, match="tokenizers=") as error:
+            model.tokenize_coords([[10.0, 45.0]])
+        assert str(path) in str(error.value)

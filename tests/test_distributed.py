@@ -13,7 +13,7 @@ from xterramind import runtime
 
 
 @pytest.fixture(scope="module")
-def client():
+def client(distributed_leftovers_undone):
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, Client(cluster) as client:
         yield client
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import InputError, MissingDependencyError
+from ..errors import CheckpointError, InputError, MissingDependencyError, WeightsUnavailableError
 
 EOS_TOKEN = "[EOS]"
 
@@ -43,7 +43,16 @@ class CoordsTokenizer:
         except ImportError:
             raise MissingDependencyError("coordinates need the tokenizers package: pip install 'xterramind[hub]'") from None
         self.path = Path(path)
-        self.vocabulary = Tokenizer.from_file(str(path))
+        if not self.path.is_file():
+            raise WeightsUnavailableError(f"coordinates vocabulary not found: {path} (pass the official config.json "
+                                          f"of {CoordsVocabulary.hub_repo} as tokenizers={{'coords': path}})")
+        try:
+            self.vocabulary = Tokenizer.from_file(str(path))
+        except Exception as error:  # tokenizers raises its own, unexported error type
+            raise CheckpointError(
+                f"{path} is not a coordinates vocabulary ({type(error).__name__}: {str(error)[:160]}); pass the "
+                f"official config.json of {CoordsVocabulary.hub_repo} as tokenizers={{'coords': path}}"
+            ) from None
 
     def encode(self, lonlat) -> torch.Tensor:
         lonlat = np.asarray(lonlat, dtype=np.float64)

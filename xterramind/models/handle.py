@@ -7,9 +7,11 @@ process loads the weights itself, once.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import threading
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import numpy as np
 import torch
 
 from .. import runtime
-from ..errors import InputError, UnknownModalityError
+from ..errors import InputError, UnknownModalityError, WeightsUnavailableError
 from .coords import CoordsTokenizer, CoordsVocabulary
 from .generation import Sampling, decode_targets, sample_targets
 from .registry import ModelConfig, TokenizerConfig, get_config, resolve_modality, token_spec, tokenizer_config
@@ -237,7 +239,7 @@ class TerraMindModel:
             (12, torch.Size([2, 196, 192]))
         """
         module = self.module
-        tensors = {name: _as_tensor(name, value).to(self.device) for name, value in inputs.items()}
+        tensors = _tensors(inputs, self.device)
         with torch.inference_mode(), runtime.autocast(self.device, self.precision):
             result = module.encode(tensors, merge=merge, layers=layers)
         return _to_float32(result)
@@ -249,8 +251,10 @@ class TerraMindModel:
             >>> tokens = model.tokenize("S2L2A", model.normalize("S2L2A", pixels))
         """
         tokenizer = self.tokenizer(modality)
+        x = _as_tensor(modality, x)
+        _check_pixels(modality, x, tokenizer.config)
         with torch.inference_mode(), runtime.autocast(self.device, self.precision):
-            return tokenizer.encode(_as_tensor(modality, x).to(self.device))[1]
+            return tokenizer.encode(x.to(self.device))[1]
 
     def detokenize(self, modality: str, tokens, *, seeds=None, timesteps: int = 50):
         """Tokens ``(B, h, w)`` -> LULC class logits, or standardized pixels from a DDIM decode whose
@@ -267,8 +271,11 @@ class TerraMindModel:
             >>> pixels = model.detokenize("S2L2A", tokens, seeds=[0], timesteps=10)
             >>> model.denormalize("S2L2A", pixels)   # back to reflectance x 10000
         """
-        tokenizer, tokens = self.tokenizer(modality), _as_tensor(modality, tokens).to(self.device)
-        generators = [torch.Generator().manual_seed(int(s)) for s in (seeds if seeds is not None else range(len(tokens)))]
+        tokenizer, tokens = self.tokenizer(modality), _as_tensor(modality, tokens)
+        _check_token_grid(modality, tokens, tokenizer.config.vocab_size)
+        tokens = tokens.to(self.device)
+        seeds = range(len(tokens)) if seeds is None else _seeds(seeds, len(tokens))
+        generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
         with torch.inference_mode(), runtime.autocast(self.device, self.precision):
             out = decode_targets({tokenizer.config.modality: tokenizer}, {tokenizer.config.modality: tokens}, generators, timesteps)
         return _to_float32(out[tokenizer.config.modality])
@@ -281,17 +288,18 @@ class TerraMindModel:
         and seed, and one tile with seed ``s`` reproduces IBM's reference generation with seed ``s``.
 
         Example:
-            >>> out = model.generate({"S2L2A": x}, ["LULC"], seeds=[7])   # x: (1, 12, 224, 224)
-            >>> out["LULC"].argmax(1)   # class ids 0..9
+            >>> out = model.generate({"S2L2A": x}, ["LULC"], seeds=list(range(len(x))))   # x: (B, 12, 224, 224)
+            >>> out["LULC"].argmax(1)   # class ids 0..9, (B, 224, 224)
         """
         module = self.with_decoder()
-        tensors = {name: _as_tensor(name, value).to(self.device) for name, value in inputs.items()}
-        names = [token_spec(t).name for t in targets]
+        tensors = _tensors(inputs, self.device)
+        names = [token_spec(t).name for t in ([targets] if isinstance(targets, str) else targets)]
+        seeds = _seeds(seeds, _batch(tensors))
         first = next(iter(tensors.values()))
         grid = (first.shape[-2] // self.config.patch_size, first.shape[-1] // self.config.patch_size)
         sampling = Sampling(top_k, top_p, temperature, timesteps)
         with torch.inference_mode(), runtime.autocast(self.device, self.precision):
-            tokens, generators = sample_targets(module, tensors, names, list(seeds), grid, sampling)
+            tokens, generators = sample_targets(module, tensors, names, seeds, grid, sampling)
             if not decode:
                 return {name.removeprefix("tok_"): grid for name, grid in tokens.items()}
             tokenizers = {name: self.tokenizer(name) for name in names}
@@ -332,6 +340,68 @@ def _as_tensor(name: str, value) -> torch.Tensor:
         return torch.as_tensor(value)
     except (TypeError, ValueError, RuntimeError):
         raise InputError(f"{name}: expected a tensor or numpy array, got {type(value).__name__}") from None
+
+
+def _tensors(inputs, device) -> dict[str, torch.Tensor]:
+    if not isinstance(inputs, Mapping) or not inputs:
+        given = "no inputs" if isinstance(inputs, Mapping) else f"inputs must be a dict, got {type(inputs).__name__}"
+        raise InputError(f"{given}: pass a dict of modality name -> tensor, e.g. {{'S2L2A': x}} with x of shape (B, 12, H, W)")
+    return {name: _as_tensor(name, value).to(device) for name, value in inputs.items()}
+
+
+_LAYOUTS = {"image": "(B, C, H, W)", "tokens": "(B, h, w)", "sequence": "(B, L)"}
+
+
+def _batch(tensors: dict[str, torch.Tensor]) -> int:
+    """The number of tiles in the inputs, once each has its batch axis (checked here so that a missing one is
+    not reported as a wrong number of seeds)."""
+    for name, tensor in tensors.items():
+        layout = _LAYOUTS[resolve_modality(name).kind]
+        if tensor.ndim != layout.count(",") + 1:
+            hint = "; for one tile add the batch axis: x[None]" if tensor.ndim == layout.count(",") else ""
+            raise InputError(f"{name}: expected a batch {layout}, got shape {tuple(tensor.shape)}{hint}")
+    return next(iter(tensors.values())).shape[0]
+
+
+def _seeds(seeds, batch: int) -> list[int]:
+    try:
+        given = [int(seed) for seed in seeds]
+    except TypeError:  # one int, or None
+        given = None
+    if given is None or len(given) != batch:
+        raise InputError(f"seeds must hold one seed per tile, {batch} for this batch, e.g. seeds=list(range({batch})) "
+                         f"or seeds=[7] * {batch}; got {seeds!r}")
+    return given
+
+
+def _check_token_grid(modality: str, tokens: torch.Tensor, vocab_size: int) -> None:
+    if tokens.ndim != 3 or tokens.is_floating_point() or tokens.is_complex() or 0 in tokens.shape:
+        hint = ""
+        if tokens.ndim == 2:
+            side = math.isqrt(tokens.shape[1])
+            hint = "; one (h, w) grid needs a batch axis: tokens[None]"
+            if side * side == tokens.shape[1]:
+                hint = f"; flat grids of {tokens.shape[1]} tokens: tokens.reshape({tokens.shape[0]}, {side}, {side}){hint}"
+        raise InputError(f"{modality}: expected integer token ids of shape (B, h, w), got {tokens.dtype} "
+                         f"{tuple(tokens.shape)}{hint}")
+    low, high = int(tokens.min()), int(tokens.max())
+    if low < 0 or high >= vocab_size:
+        raise InputError(f"{modality}: token ids must lie in [0, {vocab_size}), got [{low}, {high}] (tokenize() on a "
+                         "cube marks nodata -1: replace those, e.g. tokens.clip(min=0), or leave them out)")
+
+
+def _check_pixels(modality: str, x: torch.Tensor, config: TokenizerConfig) -> None:
+    """A tokenizer's input: standardized ``(B, C, H, W)`` floats; LULC also class ids ``(B, H, W)`` or ``(B, 1, H, W)``."""
+    ids = not config.diffusion and not x.is_floating_point() and (x.ndim == 3 or (x.ndim == 4 and x.shape[1] == 1))
+    if not ids and (x.ndim != 4 or x.shape[1] != config.channels or not x.is_floating_point()):
+        layout = f"standardized floats (B, {config.channels}, H, W) (model.normalize)"
+        if not config.diffusion:
+            layout = f"class ids (B, H, W) in 0..{config.channels - 1}, or {config.channels} class scores (B, {config.channels}, H, W)"
+        raise InputError(f"{modality}: the tokenizer takes {layout}; got {x.dtype} {tuple(x.shape)}")
+    if ids and x.numel() and (int(x.min()) < 0 or int(x.max()) >= config.channels):
+        raise InputError(f"{modality}: class ids must lie in 0..{config.channels - 1}, got [{int(x.min())}, {int(x.max())}]")
+    if x.shape[-2] % config.patch or x.shape[-1] % config.patch or 0 in x.shape[-2:]:
+        raise InputError(f"{modality}: height and width must be positive multiples of {config.patch}, got {tuple(x.shape[-2:])}")
 
 
 def _stats(name: str, x):
@@ -391,7 +461,11 @@ def load_model(
     """
     if not isinstance(weights, (str, os.PathLike)):
         raise InputError(f"weights must be 'auto', 'random' or a file path, got {type(weights).__name__}")
-    weights = weights if weights in ("auto", "random") else str(Path(weights).expanduser().resolve())
+    if weights not in ("auto", "random"):
+        if not Path(weights).expanduser().exists():  # a misspelt policy, or a wrong path
+            raise WeightsUnavailableError(f"weights={str(weights)!r}: file not found; pass weights='auto' (the "
+                                          "official checkpoint), 'random' (seeded, untrained) or a .pt/.safetensors file")
+        weights = str(Path(weights).expanduser().resolve())
     overrides = tuple(sorted(
         ("coords" if modality == "coords" else tokenizer_config(modality, get_config(name).tokenizers).name,
          str(Path(path).expanduser().resolve()))

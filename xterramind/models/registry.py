@@ -7,6 +7,7 @@ sub-keys of the state dict, so they must never change.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -143,6 +144,7 @@ class ModelConfig:
     filename: str | None = None
     patch_size: int = 16
     image_size: int = 224  # the positional-embedding grid is image_size / patch_size square
+    pixel_size: float = 10.0  # metres: the ground pixel of the training data (TerraMesh, on Sentinel-2's 10 m grid)
     mlp_ratio: float = 4.0
     official: bool = True
     tokenizers: str = "official"  # which tokenizer configurations go with the model
@@ -201,10 +203,19 @@ def list_models(include_micro: bool = False) -> list[str]:
 
 
 def get_config(name: str) -> ModelConfig:
-    """The configuration of a model by name; ``"tiny"`` is accepted for ``"terramind_v1_tiny"``."""
-    config = MODELS.get(name) or MODELS.get(f"terramind_v1_{name}")
+    """The configuration of a model by name; ``"tiny"`` is accepted for ``"terramind_v1_tiny"``.
+
+    Example:
+        >>> get_config("tiny").dim
+        192
+    """
+    config = (MODELS.get(name) or MODELS.get(f"terramind_v1_{name}")) if isinstance(name, str) else None
     if config is None:
-        raise UnknownModelError(f"unknown model {name!r}; choose one of {list_models(include_micro=True)}")
+        # the micro test configurations are accepted but not offered, as in `xterramind models`
+        short = [n.removeprefix("terramind_v1_") for n in list_models()]
+        close = difflib.get_close_matches(name, [*MODELS, *short], n=1) if isinstance(name, str) else []
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise UnknownModelError(f"unknown model {name!r}.{hint} Choose one of {list_models()} (or short: {short}).")
     return config
 
 

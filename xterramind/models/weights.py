@@ -12,7 +12,7 @@ import math
 import os
 import pickle
 import re
-import zipfile
+import threading
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, MissingDependencyError, WeightsUnavailableError
+from .coords import CoordsVocabulary
 from .registry import MODELS, ModelConfig
 
 WEIGHTS_DIR_ENV = "XTERRAMIND_WEIGHTS_DIR"
@@ -86,11 +87,26 @@ def init_seeded_(module: nn.Module, seed: int) -> nn.Module:
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a checkpoint file safely, without running any code it may carry."""
+    """Read a checkpoint file safely, without running any code it may carry.
+
+    The format is read from the file's first bytes, not its suffix: safetensors, or a ``torch.save``
+    file (zip or the legacy format) read with ``weights_only=True``. Anything else, and any file that
+    fails to decode, is a ``CheckpointError`` that says so; nothing in the file is ever executed.
+
+    Example:
+        >>> state = read_state_dict("TerraMind_v1_tiny.pt")
+        >>> state["encoder_norm.weight"].shape
+        torch.Size([192])
+    """
     path = Path(path)
+    if path.is_dir():
+        raise WeightsUnavailableError(f"{path} is a folder; pass the checkpoint file (.pt or .safetensors) inside it")
     if not path.is_file():
         raise WeightsUnavailableError(f"checkpoint file not found: {path}")
-    state = _read_safetensors(path) if path.suffix == ".safetensors" else _read_torch(path)
+    with open(path, "rb") as handle:
+        head = handle.read(9)
+    # safetensors: an 8-byte header length, then the JSON header; torch's zip format starts like every zip file
+    state = _read_safetensors(path) if head[8:] == b"{" else _read_torch(path, mmap=head.startswith(b"PK\x03\x04"))
     if isinstance(state, Mapping) and set(state) & {"model", "state_dict"} and len(state) <= 3:
         state = state.get("state_dict", state.get("model"))  # tolerate the common training wrappers
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -98,21 +114,27 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return dict(state)
 
 
-def _read_torch(path: Path):
+UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
+
+
+def _read_torch(path: Path, mmap: bool):
+    """``torch.load`` with ``weights_only=True`` (mapped when the file is zip: only that format can be), its
+    failures told in our words: torch's own message suggests ``weights_only=False``, which would run the file's code."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except pickle.UnpicklingError as error:
-        if "weights_only" in str(error) or "Unsupported global" in str(error):
+        if path.suffix == ".safetensors":  # torch.load would pass it to safetensors by its name
+            with open(path, "rb") as handle:
+                return torch.load(handle, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as error:  # torch raises anything from UnpicklingError to KeyError on a file it cannot read
+        unsafe = UNSAFE_GLOBAL.search(str(error)) if isinstance(error, pickle.UnpicklingError) else None
+        if unsafe:
             raise CheckpointError(
-                f"{path} is not a plain tensor checkpoint: it asks to run code or build arbitrary Python objects, "
-                "which xterramind refuses (it loads with weights_only=True). Use the official file, or re-save "
-                "the weights from a trusted source with torch.save(model.state_dict(), path) or safetensors."
+                f"{path} is not a plain checkpoint: it asks to run code or build Python objects ({unsafe[1]}), so "
+                "xterramind will not load it (it never runs code from a checkpoint). Use the official file, or, if "
+                "you trust where it came from, re-save just its tensors as a plain state dict: "
+                "torch.save(model.state_dict(), path) or safetensors.torch.save_file(...)."
             ) from None
-        raise CheckpointError(f"{path} is truncated or corrupt ({error}); delete it and download it again") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
-        if isinstance(error, RuntimeError) and "mmap" in str(error):
-            return torch.load(path, map_location="cpu", weights_only=True)  # legacy, non-zip format
-        raise CheckpointError(f"{path} is truncated or corrupt ({error}); delete it and download it again") from None
+        raise _corrupt(path, error) from None
 
 
 def _read_safetensors(path: Path):
@@ -125,7 +147,16 @@ def _read_safetensors(path: Path):
     try:
         return load_file(path, device="cpu")
     except Exception as error:  # safetensors raises its own error types, none exported stably
-        raise CheckpointError(f"{path} is truncated or corrupt ({error}); delete it and download it again") from None
+        raise _corrupt(path, error) from None
+
+
+def _corrupt(path: Path, error: Exception) -> CheckpointError:
+    lines = str(error).strip().splitlines()
+    detail = type(error).__name__ + (f": {lines[0][:160]}" if lines and "weights_only" not in str(error) else "")
+    return CheckpointError(
+        f"{path} is truncated or corrupt, or not a checkpoint at all ({detail}); it will not be loaded. Delete it "
+        "and download it again, or pass a state dict saved with torch.save(model.state_dict(), path) or safetensors."
+    )
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -191,12 +222,22 @@ def describe_checkpoint(state: Mapping[str, torch.Tensor]) -> str:
 # -- the hub ----------------------------------------------------------------------------------------
 
 
+HUB_PROBE_SECONDS = 5.0
+
+
 def locate_official(config, download: bool = True) -> Path:
-    """Path of the official checkpoint of a model or tokenizer configuration: ``$XTERRAMIND_WEIGHTS_DIR``,
-    then the Hugging Face cache, then (if ``download``) the hub."""
+    """Path of the official file of a model, a tokenizer or the coordinates vocabulary: ``$XTERRAMIND_WEIGHTS_DIR``,
+    then the Hugging Face cache, then (if ``download``) the hub, which gets one try of a few seconds
+    (``hub_unreachable``) before huggingface_hub's own retries, so that offline is told at once.
+
+    Example:
+        >>> locate_official(get_config("terramind_v1_tiny"))
+        PosixPath('.../models--ibm-esa-geospatial--TerraMind-1.0-tiny/snapshots/.../TerraMind_v1_tiny.pt')
+    """
     if config.hub_repo is None:
         raise WeightsUnavailableError(
-            f"{config.name} has no official checkpoint; use weights='random' or a path to a state dict"
+            f"{config.name} has no official checkpoint (it is a toy configuration for tests and demos).\n"
+            "Load it with weights='random', or pass a state dict of its layout: weights='/path/to/file.pt'."
         )
     folder = os.environ.get(WEIGHTS_DIR_ENV)
     if folder and (Path(folder) / config.filename).is_file():
@@ -204,30 +245,80 @@ def locate_official(config, download: bool = True) -> Path:
     try:
         import huggingface_hub
     except ImportError:
-        raise WeightsUnavailableError(_unavailable(config, "huggingface_hub is not installed (pip install 'xterramind[hub]')")) from None
+        raise WeightsUnavailableError(
+            _unavailable(config, "huggingface_hub is not installed (pip install 'xterramind[hub]')")
+        ) from None
     cached = huggingface_hub.try_to_load_from_cache(config.hub_repo, config.filename)
     if isinstance(cached, str):
         return Path(cached)
     if not download:
-        raise WeightsUnavailableError(_unavailable(config, "not in the local cache; download not attempted"))
-    try:
-        return Path(huggingface_hub.hf_hub_download(config.hub_repo, config.filename))
-    except Exception as error:  # offline mode, no network, hub errors: all mean "not available here"
-        reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-        raise WeightsUnavailableError(_unavailable(config, reason)) from None
+        raise WeightsUnavailableError(_unavailable(config, None))
+    reason = hub_unreachable()
+    if reason is None:
+        try:
+            return Path(huggingface_hub.hf_hub_download(config.hub_repo, config.filename))
+        except Exception as error:  # hub errors, the network lost meanwhile: all mean "not available here"
+            reason = _first_line(error)
+    raise WeightsUnavailableError(_unavailable(config, reason))
 
 
-def _unavailable(config, reason: str) -> str:
-    if isinstance(config, ModelConfig):
-        what, passing = config.name, f"load_model({config.name!r}, weights='/path/to/{config.filename}')"
+def hub_unreachable(seconds: float = HUB_PROBE_SECONDS) -> str | None:
+    """Why the Hugging Face hub cannot be reached from here, or ``None`` when it answers.
+
+    One plain request that takes at most ``seconds`` whatever the network does (it runs in a thread, so
+    even a hanging name lookup is cut short): offline, ``hf_hub_download`` would retry for ~25 s per file.
+    It honours ``HF_HUB_OFFLINE``, ``HF_ENDPOINT`` and huggingface_hub's proxies and client settings.
+
+    Example:
+        >>> hub_unreachable()   # on a machine without internet
+        'https://huggingface.co did not answer (ConnectError: [Errno -2] Name or service not known)'
+    """
+    from huggingface_hub import constants, get_session
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    endpoint = constants.ENDPOINT
+    outcome: list[str | None] = []
+
+    def probe() -> None:
+        try:
+            get_session().head(endpoint, timeout=seconds)
+            outcome.append(None)
+        except Exception as error:  # any failure of one plain request to the hub means: not reachable now
+            outcome.append(f"{endpoint} did not answer ({_first_line(error)})")
+
+    thread = threading.Thread(target=probe, name="xterramind-hub-probe", daemon=True)
+    thread.start()
+    thread.join(seconds + 1.0)
+    return outcome[0] if outcome else f"{endpoint} did not answer within {seconds:g} s"
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return type(error).__name__ + (f": {lines[0]}" if lines else "")
+
+
+def _unavailable(config, reason: str | None) -> str:
+    """Why official files cannot be had, and the fixes. The first line stands alone (what is missing and why:
+    notebooks and the command line may show only that); the fixes follow, in Python's words."""
+    file = f"'/path/to/{config.filename}'"
+    if isinstance(config, CoordsVocabulary):
+        what, passing = "coordinates vocabulary is", f"load_model(..., tokenizers={{'coords': {file}}})"
+        instead = "or go without the location: leave out coords=True (it is data: random weights need it too)"
     else:
-        what, passing = f"the {config.name} tokenizer", f"load_model(..., tokenizers={{{config.name!r}: '/path/to/{config.filename}'}})"
+        if isinstance(config, ModelConfig):
+            what, passing = f"weights of {config.name} are", f"load_model({config.name!r}, weights={file})"
+        else:
+            what = f"weights of the {config.name} tokenizer are"
+            passing = f"load_model(..., tokenizers={{{config.name!r}: {file}}})"
+        instead = "or run on untrained, seeded weights: weights='random'"
+    source = f"{config.filename} from the Hugging Face repo {config.hub_repo}" + ("" if reason else ", not downloaded")
+    why = f" and could not be downloaded: {reason}" if reason else ""
     return (
-        f"the official weights of {what} ({config.filename} from the Hugging Face repo "
-        f"{config.hub_repo}) are not on this machine and could not be fetched ({reason}). Fix it one way:\n"
+        f"the official {what} not on this machine ({source}){why}.\nFix it one way:\n"
         f"  - on a machine with internet: `hf download {config.hub_repo} {config.filename}`, then copy the "
         "Hugging Face cache (~/.cache/huggingface/hub, or $HF_HUB_CACHE) to this machine;\n"
         f"  - put {config.filename} in a folder and set ${WEIGHTS_DIR_ENV} to that folder;\n"
         f"  - pass the file itself: {passing};\n"
-        "  - or run on untrained, seeded weights: weights='random'."
+        f"  - {instead}."
     )
