@@ -8,7 +8,8 @@ projection to N GPUs.
     ledger) pushed through a 2-worker cluster — what the driver, scheduler and ledger cost per region;
 (c) throughput of embedding synthetic Sentinel-2 regions on a LocalCluster of 1 worker (torch on both
     cores) and of 2 workers (one core each), with the mean read / model / write seconds per region,
-    next to the model alone on both cores in this process;
+    next to the dry run's forecast of the same plan (``runner.forecast``: the model alone, measured on both
+    cores in this process) and the ratio of the run's rate to the forecast's;
 (d) a projection to N GPUs from (b) and (c) and the limits in the design notes (dask_patterns.md §6).
 
 This machine has no GPU: the GPU tile rate in (d) is an assumption taken from a public H100 measurement
@@ -67,16 +68,16 @@ def throughput(model_name: str, regions: int, workers: int) -> dict:
 
     import xterramind
     from xterramind import runner
-    from xterramind.planner import plan_area
     from xterramind.sources import SyntheticSource
 
     model = xterramind.load_model(model_name, weights="random", device="cpu", precision="fp32")
-    plan = plan_area((9.0, 45.0, 9.0 + 0.2 * regions, 45.1), region=96)  # a region is 15.4 km
+    plan = _throughput_plan(regions)
     cells = plan.zones[0].cells
     threads = str(2 // workers)
-    with (LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0",
-                       env={"XTERRAMIND_TORCH_THREADS": threads}) as cluster, Client(cluster) as client,
-          tempfile.TemporaryDirectory() as folder):
+    with runner.model_worker_environ():  # as runner.local_cluster starts its workers
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0",
+                               env={"XTERRAMIND_TORCH_THREADS": threads})
+    with cluster, Client(cluster) as client, tempfile.TemporaryDirectory() as folder:
         runner.run(plan, SyntheticSource(), "embed", model, Path(folder) / "warm.zarr", client=client, limit=workers,
                    gpu=False)  # every worker loads the model
         report = runner.run(plan, SyntheticSource(), "embed", model, Path(folder) / "run.zarr", client=client,
@@ -95,15 +96,28 @@ def throughput(model_name: str, regions: int, workers: int) -> dict:
     }
 
 
-def model_only(model_name: str) -> float:
+def _throughput_plan(regions: int):
+    from xterramind.planner import plan_area
+
+    return plan_area((9.0, 45.0, 9.0 + 0.2 * regions, 45.1), region=96)  # a region is 15.4 km
+
+
+def forecast(model_name: str, regions: int):
+    """The dry run of the plan ``throughput`` runs: its measured model rate and what it was measured on."""
     import torch
 
     import xterramind
-    from xterramind.runner import measure_tiles_per_second
+    from xterramind import runner
+    from xterramind.sources import SyntheticSource
 
+    threads = torch.get_num_threads()
     torch.set_num_threads(2)
-    model = xterramind.load_model(model_name, weights="random", device="cpu", precision="fp32")
-    return measure_tiles_per_second("embed", model, ["S2L2A"], {}, tiles=4)[0]
+    try:
+        model = xterramind.load_model(model_name, weights="random", device="cpu", precision="fp32")
+        result = runner.forecast(_throughput_plan(regions), SyntheticSource(), "embed", model)
+    finally:
+        torch.set_num_threads(threads)
+    return result.tiles_per_second, result.measured_on
 
 
 def projection(overhead: float, one: dict, tiles_per_region: dict[int, int]) -> list[tuple]:
@@ -131,17 +145,19 @@ def main() -> None:
     for name, area, zones, regions, tiles, seconds in planning():
         print(f"{name:<15}{area:>13,.0f}{zones:>7}{regions:>9,}{tiles:>11,}{seconds:>9.3f}")
 
-    alone = model_only(args.model)
+    alone, measured_on = forecast(args.model, args.regions)
     runs = [throughput(args.model, args.regions, workers) for workers in (1, 2)]
     overhead, in_tasks = runs[1]["overhead"]
     print(f"\n(b) fixed cost per region (200 regions without data, 2 workers, 16 in flight; scheduler, driver and "
           f"workers share the 2 cores): {overhead * 1000:.1f} ms wall, of which {in_tasks * 1000:.1f} ms in the tasks "
           "(source check + ledger mark)")
     print(f"\n(c) embedding synthetic S2 with {args.model} (random weights), {runs[0]['tiles_per_region']:.0f} tiles per "
-          f"region, this machine (2 cores); model alone, 2 torch threads: {alone:.1f} tiles/s")
-    print(f"{'workers':>8}{'regions':>9}{'tiles/s':>9}{'vs alone':>10}{'read s':>8}{'model s':>9}{'write s':>9}{'KB/tile':>9}")
+          f"region, this machine (2 cores); the dry run's forecast, 2 torch threads: {alone:.1f} tiles/s\n"
+          f"({measured_on})")
+    print(f"{'workers':>8}{'regions':>9}{'tiles/s':>9}{'run/forecast':>14}{'read s':>8}{'model s':>9}{'write s':>9}"
+          f"{'KB/tile':>9}")
     for run in runs:
-        print(f"{run['workers']:>8}{run['regions']:>9}{run['tiles_per_s']:>9.1f}{run['tiles_per_s'] / alone:>10.2f}"
+        print(f"{run['workers']:>8}{run['regions']:>9}{run['tiles_per_s']:>9.1f}{run['tiles_per_s'] / alone:>14.2f}"
               f"{run['read']:>8.2f}{run['model']:>9.2f}{run['write']:>9.2f}{run['bytes_per_tile'] / 1000:>9.1f}")
 
     from xterramind.planner import plan_area

@@ -119,3 +119,15 @@ def test_synthetic_pixels_depend_only_on_their_place():
     assert source.read(zone.grid, ((0, 100), (700, 768))) is None
     with pytest.raises(InputError, match="synthetic pixels exist for"):
         SyntheticSource(["RGB"])
+
+
+def test_a_plan_prints_as_a_short_summary():
+    plan = plan_area((-10.0, 35.0, 30.0, 70.0))  # Europe: 7 zones, thousands of regions
+    text = repr(plan)
+    assert text.splitlines()[0] == f"Plan(7 zones, {plan.regions:,} regions, {plan.tile_count():,} tiles at 10 m per pixel)"
+    assert len(text.splitlines()) == 8 and len(text) < 1000 and "array" not in text
+    zone = plan.zones[0]
+    assert repr(zone) == (f"Zone('utm29n', {zone.grid.height:,} x {zone.grid.width:,} px, {len(zone.cells):,} regions of "
+                          f"252 tokens, {zone.tile_count():,} tiles, {zone.area_km2:,.0f} km2)")
+    world = plan_area((-60.0, -30.0, 60.0, 30.0), region=2048)
+    assert len(repr(world).splitlines()) == 10 and repr(world).endswith(f"and {len(world.zones) - 8} zones more")

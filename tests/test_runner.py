@@ -1,5 +1,6 @@
 """Area runs on a real multi-process Dask cluster: results, resources, lost workers, a killed driver, graph size."""
 
+import json
 import os
 import signal
 import subprocess
@@ -31,7 +32,7 @@ LAND = (9.0, 45.0, 9.06, 45.08)  # the western half has data, the rest is "sea"
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def cluster(distributed_leftovers_undone):
     """Two worker processes; only the first offers the (fake) GPU resource."""
     workers = {"gpu": {"cls": Nanny, "options": {"nthreads": 1, "resources": {"GPU": 1}}},
                "cpu": {"cls": Nanny, "options": {"nthreads": 1}}}
@@ -322,3 +323,104 @@ def test_command_line_dry_run_and_config_errors(tmp_path, capsys):
         broken.write_text(text)
         assert cli.main(["run", str(broken), "--dry-run"]) == 1
         assert message in capsys.readouterr().err, text
+
+
+LOCAL_CLUSTER_CHECK = """
+import json, os, time, dask
+from distributed import Client
+from xterramind import runner
+
+def state():
+    return {"environ": dict(os.environ), "routes": list(dask.config.get("distributed.scheduler.http.routes"))}
+
+before = state()
+with runner.local_cluster() as local, Client(local) as client:
+    started = state()
+    client.restart()  # the worker is spawned again: its nanny puts things back once the new worker is up
+    for _ in range(100):
+        if state() == before:
+            break
+        time.sleep(0.1)
+    restarted = state()
+    given = client.run(lambda: os.environ.get("OMP_NUM_THREADS"))
+print(json.dumps({"before": before, "started": started, "restarted": restarted, "closed": state(), "given": given}))
+"""
+
+
+def test_a_local_cluster_leaves_the_environment_of_this_process_as_it_was():
+    """distributed's Nanny writes OMP_NUM_THREADS=1 and the like into os.environ to spawn each worker and leaves them
+    (and a scheduler without bokeh adds to the dask configuration): a user's process that ran ``local_cluster()``
+    (``run`` does, without a client) must keep neither, also after a worker restart; the workers still get them.
+    In a fresh process, so that no other cluster of this module can write them meanwhile."""
+    import dask
+
+    names = {*dask.config.get("distributed.nanny.pre-spawn-environ"), "PYTHONHASHSEED", "__DASK_PARENT_PID"}
+    environ = {k: v for k, v in os.environ.items() if k not in names}
+    done = subprocess.run([sys.executable, "-c", LOCAL_CLUSTER_CHECK], env=environ, capture_output=True, text=True,
+                          timeout=300, cwd=Path(__file__).parents[1])
+    assert done.returncode == 0, done.stderr
+    states = json.loads(done.stdout.strip().splitlines()[-1])
+    assert list(states.pop("given").values()) == ["1"]
+    before = states.pop("before")
+    for moment, state in states.items():
+        assert state == before, moment
+
+
+def test_the_dry_run_times_the_runner_s_model_task_on_regions_like_the_plan_s(model, monkeypatch):
+    """The forecast's rate comes from the model task a run runs (the worker's thread setting included), after a
+    warm-up, on a region of the plan's size or, where those are larger, of full batches; tiles are counted as the
+    run counts them (generate: the tiles covering an inner region)."""
+    from xterramind.models.handle import TerraMindModel
+
+    outcomes, forwarded = [], []
+    model_region, encode, generate = runner.model_region, TerraMindModel.encode, TerraMindModel.generate
+
+    def counted(pixels, work, row, col):
+        blocks, outcome = model_region(pixels, work, row, col)
+        outcomes.append(outcome)
+        return blocks, outcome
+
+    def forward(original):
+        return lambda self, inputs, *args, **kwargs: (forwarded.append(len(next(iter(inputs.values())))),
+                                                      original(self, inputs, *args, **kwargs))[1]
+
+    monkeypatch.setattr(runner, "model_region", counted)
+    monkeypatch.setattr(TerraMindModel, "encode", forward(encode))
+    monkeypatch.setattr(TerraMindModel, "generate", forward(generate))
+    zone = plan_area(AREA, region=24).zones[0]  # regions of 2 x 2 tiles, fewer than a batch
+    for verb, options, cover in [("embed", {}, False), ("generate", {"targets": ["LULC"]}, True)]:
+        outcomes.clear(), forwarded.clear()
+        rate, measured_on = runner.measure_tiles_per_second(zone, SyntheticSource(), verb, model, seconds=0, **options)
+        inner = max(zone.region(*cell, cover).tile_count for cell in zone.cells)
+        assert [o.tiles for o in outcomes] == [inner, inner] and sum(forwarded) == 2 * inner  # a warm-up, one timed
+        assert rate > 0 and f"{inner} tiles in" in measured_on
+    outcomes.clear(), forwarded.clear()
+    large = plan_area(AREA, region=96).zones[0]  # regions of 8 x 8 tiles: the trial holds whole batches of 2
+    runner.measure_tiles_per_second(large, SyntheticSource(), "embed", model, seconds=0, batch_size=2)
+    assert set(forwarded) == {2} and outcomes[0].tiles == 4 < large.region(0, 0).tile_count
+
+
+def test_bad_options_limits_and_speeds_fail_before_a_cluster_starts(model, tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "local_cluster", lambda: pytest.fail("a cluster was started"))
+    plan, source = plan_area(AREA, region=24), SyntheticSource(land=LAND)
+    with pytest.raises(InputError, match=r"embed takes no option \['batchsize'\]; its options are .*'batch_size'"):
+        runner.run(plan, source, "embed", model, tmp_path / "a.zarr", batchsize=3)
+    with pytest.raises(InputError, match=r"generate needs the option targets, e.g. targets=\['LULC'\]$"):
+        runner.forecast(plan, source, "generate", model, tiles_per_second=10)
+    with pytest.raises(InputError, match="limit must be a whole number"):
+        runner.run(plan, source, "embed", model, tmp_path / "b.zarr", limit=0)
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(StoreError, match="not an xterramind run store"):
+        runner.run(plan, source, "embed", model, tmp_path / "taken")
+    for speed in (0, -5.0, float("inf"), "fast", True):
+        with pytest.raises(InputError, match="tiles_per_second must be a positive number"):
+            runner.forecast(plan, source, "embed", model, tiles_per_second=speed)
+    assert not (tmp_path / "a.zarr").exists() and not (tmp_path / "b.zarr").exists()
+
+
+def test_the_forecast_table_names_a_cube_s_crs_by_its_code(model):
+    cube = xterramind.open_sample()
+    plan = plan_grid(grid_of(cube, "sample"), region=24)
+    assert plan.zones[0].crs.startswith("PROJCS[")  # the cube's grid holds a WKT
+    table = str(runner.forecast(plan, CubeSource(cube), "embed", model, tiles_per_second=5)).splitlines()
+    assert table[1].split()[:2] == ["utm18n", "EPSG:32618"] and max(map(len, table)) < 100

@@ -3,43 +3,69 @@
 from __future__ import annotations
 
 import argparse
+import ast
+import contextlib
+import re
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__, list_models, load_model
-from .errors import InputError, WeightsUnavailableError, XterramindError
+from .errors import InputError, StoreError, WeightsUnavailableError, XterramindError
 from .models import get_config
 from .models.registry import tokenizer_config
 from .models.weights import locate_official
+from .store import DEFAULT_ZARR_FORMAT, open_result
 
 
 def _official_or_random(name: str, download: bool):
-    """The official weights and LULC tokenizer if both can be had, else seeded random ones, said loudly."""
+    """The official weights and LULC tokenizer if both are on this machine, else seeded random ones, said loudly.
+    With ``download`` (``--download``) they are fetched if missing, and a failure is an error that says how to fix it:
+    whoever asked for the official weights does not want random ones."""
     config = get_config(name)
-    try:
-        weights = locate_official(config, download=download)
-        lulc = locate_official(tokenizer_config("LULC", config.tokenizers), download=download)
-        return load_model(name, weights=weights, tokenizers={"LULC": lulc})
-    except WeightsUnavailableError as error:
-        banner = "!" * 78
-        print(f"{banner}\nRUNNING ON RANDOM WEIGHTS: the results show the pipeline, not TerraMind's knowledge.\n"
-              f"{error}\n{banner}", file=sys.stderr)
-        return load_model(name, weights="random")
+    files = {}
+    for part in (config, tokenizer_config("LULC", config.tokenizers)):
+        try:
+            files[part] = locate_official(part, download=download)
+        except WeightsUnavailableError as error:
+            what = str(error).splitlines()[0]  # the library's first line says what and why; its fixes are Python's
+            if download:
+                raise WeightsUnavailableError(f"{what}\n{_download_fix(part, name)}") from None
+            official = name if config.official else "terramind_v1_tiny"
+            banner = "!" * 78
+            print(f"{banner}\nRUNNING ON RANDOM WEIGHTS: the results show the pipeline, not TerraMind's knowledge.\n"
+                  f"{what}\nFor TerraMind's official weights: xterramind demo --model {official} --download (fetched "
+                  f"once into the Hugging Face cache).\n{banner}", file=sys.stderr)
+            return load_model(name, weights="random")
+    weights, lulc = files.values()
+    return load_model(name, weights=weights, tokenizers={"LULC": lulc})
+
+
+def _download_fix(part, name: str) -> str:
+    if part.hub_repo is None:
+        return f"Leave out --download (random weights), or choose an official --model: {', '.join(list_models())}."
+    return (f"Fix it one way: run where huggingface.co is reachable; or on a machine with internet run "
+            f"`hf download {part.hub_repo} {part.filename}` and copy the Hugging Face cache (~/.cache/huggingface/hub) "
+            f"here, or put {part.filename} in a folder named by $XTERRAMIND_WEIGHTS_DIR; or leave out --download "
+            "to run on random weights.")
 
 
 def demo(args: argparse.Namespace) -> None:
     """Embed the bundled real Sentinel-2 scene and generate its land cover into zarr; draw a quicklook."""
-    import xarray as xr
-
     from .data import open_sample
-    from .quicklook import lulc_rgb, principal_rgb, save_side_by_side, true_colour
+    from .quicklook import lulc_rgb, principal_rgb, random_weights_note, save_side_by_side, true_colour
 
+    output = Path(args.output)
+    if output.exists() and not output.is_dir():
+        raise InputError(f"--output {output} is a file; the demo writes a folder (two stores and a picture): give "
+                         "another --output")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"cannot make the --output folder {output}: {error.strerror}; give another --output") from None
     cube = open_sample()
     model = _official_or_random(args.model, args.download)
-    output = Path(args.output)
-    output.mkdir(parents=True, exist_ok=True)
     products = {"embeddings.zarr": cube.terramind.embed(model), "lulc.zarr": cube.terramind.generate("LULC", model, seed=0)}
     print(f"{model!r}")
     print(f"input:  bundled Sentinel-2 scene, {cube.sizes['y']} x {cube.sizes['x']} px at 10 m, "
@@ -48,12 +74,14 @@ def demo(args: argparse.Namespace) -> None:
         if (output / name).exists():
             print(f"replacing the previous demo output {output / name}")
         print(f"wrote   {product.terramind.to_zarr(output / name, overwrite=True, zarr_format=args.zarr_format)}")
-    embeddings = xr.open_zarr(output / "embeddings.zarr")["embeddings"].values
-    classes = xr.open_zarr(output / "lulc.zarr")["LULC"].values
+    embeddings = open_result(output / "embeddings.zarr").values
+    classes = open_result(output / "lulc.zarr")["LULC"].values
     pixels = cube.sel(band=["B04", "B03", "B02"]).values.astype(np.float32)
-    picture = save_side_by_side(output / "quicklook.png", true_colour(*pixels), principal_rgb(embeddings), lulc_rgb(classes))
+    picture = save_side_by_side(output / "quicklook.png", true_colour(*pixels), principal_rgb(embeddings), lulc_rgb(classes),
+                                note=random_weights_note(products["lulc.zarr"].attrs))
     print(f"        {picture}: true colour | embeddings (first three principal components, 160 m) | generated land cover")
-    print(f"open them with xarray.open_zarr({str(output / 'lulc.zarr')!r})")
+    print(f"open them with xterramind.open({str(output / 'lulc.zarr')!r}) (GDAL, QGIS: "
+          f"ZARR:\"{output / 'lulc.zarr'}\":/LULC)")
 
 
 def export(args: argparse.Namespace) -> None:
@@ -62,10 +90,22 @@ def export(args: argparse.Namespace) -> None:
 
     from .retrieval import export as export_cells
 
-    store = xr.open_zarr(args.store, decode_coords="all")
-    if args.variable not in store:
-        raise InputError(f"{args.store} has no variable {args.variable!r}; it has {list(store.data_vars)}")
-    report = export_cells(store[args.variable], args.output, cell=args.cell, quantize="int8" if args.int8 else None,
+    hint = ("export reads embeddings: the store of `xterramind demo` (xterramind-demo/embeddings.zarr) or of a run's "
+            "verb: embed")
+    try:
+        result = open_result(args.store, zone=args.zone)
+    except StoreError as error:  # one about an area run's zones names its fix (--zone) already
+        raise StoreError(str(error) if "zone" in str(error) else f"{error}; {hint}") from None
+    embeddings = result.get(args.variable) if isinstance(result, xr.Dataset) else result
+    if embeddings is None or embeddings.attrs.get("product") != "embeddings":
+        held = result.attrs.get("product") or list(result.data_vars)
+        raise InputError(f"{args.store} holds {held}, not embeddings; {hint} (or name the variable with --variable)")
+    output, store = Path(args.output).resolve(), Path(args.store).resolve()
+    if output.exists() and not output.is_dir():
+        raise InputError(f"{args.output} is a file; export writes a folder: give another OUTPUT")
+    if output == store or output in store.parents:
+        raise InputError(f"{args.output} holds the store being exported; give another OUTPUT")
+    report = export_cells(embeddings, args.output, cell=args.cell, quantize="int8" if args.int8 else None,
                           index=args.index, overwrite=args.overwrite)
     print(report)
 
@@ -89,29 +129,126 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     source = config.make_source()
     plan = config.make_plan(source)
-    model = config.make_model()
-    forecast = runner.forecast(plan, source, config.verb, model, tiles_per_second=args.tiles_per_second, **config.options)
+    try:  # a dry run given the speed needs only the model's architecture, not its weights
+        model = config.make_model(stand_in=args.dry_run and args.tiles_per_second is not None)
+        forecast = runner.forecast(plan, source, config.verb, model, tiles_per_second=args.tiles_per_second,
+                                   **config.options)
+    except WeightsUnavailableError as error:
+        if not args.dry_run:
+            raise
+        raise WeightsUnavailableError(f"{str(error).rstrip('.')}; or give the dry run the model's speed, "
+                                      "--tiles-per-second N, and it needs no weights") from None
     print(forecast)
     if args.dry_run:
         return 0
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-    logging.getLogger("xterramind").addHandler(handler)
-    logging.getLogger("xterramind").setLevel(logging.INFO)
-    client = None
-    if config.cluster:
-        from distributed import Client
+    logger = logging.getLogger("xterramind")
+    level, client = logger.level, None
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:  # the run's log on stderr while it runs (``main`` may be called from Python)
+        if config.cluster:
+            from distributed import Client
 
-        client = Client(config.cluster)
-    try:
+            client = Client(config.cluster)
         report = runner.run(plan, source, config.verb, model, config.output, client=client, in_flight=config.in_flight,
                             gpu=config.gpu, overwrite=args.overwrite, zarr_format=config.zarr_format, limit=args.limit,
                             **config.options)
     finally:
         if client is not None:
             client.close()
+        logger.removeHandler(handler)
+        logger.setLevel(level)
     print(report)
     return 1 if report.failed else 0
+
+
+# -- errors in the command line's words ------------------------------------------------------------------
+
+COMMANDS = {"embeddings.terramind.export()": "`xterramind export STORE OUTPUT`"}  # Python calls the CLI makes
+SETTINGS_CALL = r"\bload_model\((?:[^()]*?, )?(?P<keywords>\w+=[^()]*)\)"  # a run file's model:, weights:, device:
+VALUE = r"'[^']*'|\"[^\"]*\"|\[[^\]]*\]|\{[^}]*\}|[\w.:/+-]+"  # a Python literal in a message: 'a', [..], {..}, 3
+# a keyword argument named as a fix; not one inside a call shown as code (``cube.isel(time=0)``, ``f(..., a=)``)
+# nor a value the message quotes (``got top_k=-1``)
+KEYWORD = r"(?<!\w\()(?<!, )(?<!got )(?P<pass>pass )?\b(?P<name>{names})(?:=(?P<value>{value})?|(?P<must> must\b))"
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, and that knows its options' flags by the keyword
+    arguments they feed (what a library message names as its fix)."""
+
+    def __init__(self, *args, **kwargs):
+        self.flags: dict[str, str] = {}
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args, **kwargs):
+        action = super().add_argument(*args, **kwargs)
+        if action.option_strings and action.dest != "help":
+            self.flags[action.dest] = max(action.option_strings, key=len)
+        return action
+
+    def error(self, message: str):
+        self.exit(2, f"xterramind: error: {message} (usage: {' '.join(self.format_usage().split()[1:])})\n")
+
+
+def in_cli_words(message: str, flags: dict[str, str], settings: dict[str, str | None] | None = None) -> str:
+    """A library message with the fixes it names in Python in the command line's words: keyword arguments
+    that a flag sets become the flag, those that a run file sets become the setting.
+
+    Args:
+        message: the message of an ``XterramindError``.
+        flags: the flag of each keyword argument, e.g. ``{"overwrite": "--overwrite"}``.
+        settings: the run file's settings: for each, the setting it sits in (``"source"``, ``"options"``) or
+            None at the top.
+
+    Example:
+        >>> in_cli_words("out exists; pass overwrite=True to replace it", {"overwrite": "--overwrite"})
+        'out exists; pass --overwrite to replace it'
+        >>> in_cli_words("use weights='random'", {}, {"weights": None})
+        'use weights: random'
+    """
+    import yaml
+
+    settings = settings or {}
+    for call, command in COMMANDS.items():
+        message = message.replace(call, command)
+    if settings:
+        message = re.sub(SETTINGS_CALL, lambda call: call["keywords"], message)
+    # one line: a list of fixes is said as a sentence
+    message = " ".join(line.strip().removeprefix("- ") for line in message.splitlines() if line.strip())
+
+    def spoken(match: re.Match) -> str:
+        name, text, said, must = match["name"], match["value"], match["pass"] or "", match["must"] or ""
+        value = text
+        with contextlib.suppress(ValueError, SyntaxError, yaml.YAMLError):  # else said as written (``[...]``)
+            value = ast.literal_eval(text)
+            text = yaml.safe_dump([value], default_flow_style=True, width=1000).strip()[1:-1]
+        if name in flags:
+            return f"{said}{flags[name]}{'' if value is None or value is True else f' {value}'}{must}"
+        if text is None:
+            return f"{said}{name}:{must}"
+        setting = f"{name}: {text}" if settings[name] is None else f"{settings[name]}: {{{name}: {text}}}"
+        return ("set " if said else "") + setting
+
+    names = "|".join(map(re.escape, sorted({*flags, *settings}, key=len, reverse=True)))
+    return re.sub(KEYWORD.format(names=names, value=VALUE), spoken, message) if names else message
+
+
+def _regions(text: str) -> int:
+    """``--limit``, checked when parsed: a run measures the model's speed before it starts."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of regions, at least 1, got {text!r}")
+    return int(text)
+
+
+def _run_settings() -> dict[str, str | None]:
+    """Where each setting a run file can hold sits: at the top, in ``source:`` or in ``options:``."""
+    from .config import KEYS, SOURCE_KEYS
+    from .runner import VERBS, verb_options
+
+    options = {name: "options" for verb in VERBS for name in verb_options(verb)[1]}
+    return {name: "source" for keys in SOURCE_KEYS.values() for name in keys} | options | dict.fromkeys(KEYS)
 
 
 EXAMPLES = """\
@@ -152,25 +289,29 @@ def main(argv: list[str] | None = None) -> int:
         terramind_v1_tiny
         ...
     """
-    parser = argparse.ArgumentParser(prog="xterramind", formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     description="TerraMind, the any-to-any Earth-observation foundation model, over "
-                                     "satellite datacubes of any size.", epilog=EXAMPLES)
+    parser = Parser(prog="xterramind", formatter_class=argparse.RawDescriptionHelpFormatter,
+                    description="TerraMind, the any-to-any Earth-observation foundation model, over satellite "
+                    "datacubes of any size.", epilog=EXAMPLES)
     parser.add_argument("--version", action="version", version=f"xterramind {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, summary: str, epilog: str | None = None) -> argparse.ArgumentParser:
-        return commands.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".",
-                                   epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    subcommands: dict[str, Parser] = {}
+
+    def command(name: str, summary: str, epilog: str | None = None) -> Parser:
+        subcommands[name] = commands.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".",
+                                                epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+        return subcommands[name]
 
     run_demo = command("demo", "embed the bundled Sentinel-2 scene and generate its land cover, into zarr + a PNG")
     run_demo.add_argument("--model", default="terramind_v1_tiny", choices=list_models(include_micro=True),
                           metavar="NAME", help="a name from `xterramind models` (default: terramind_v1_tiny)")
     run_demo.add_argument("--output", default="xterramind-demo", help="folder for the stores and the picture "
                           "(default: xterramind-demo)")
-    run_demo.add_argument("--zarr-format", type=int, default=3, choices=(2, 3), help="3 (default) or 2 for GDAL "
-                          "3.6-3.10 (QGIS)")
-    run_demo.add_argument("--download", action="store_true", help="download the official weights if missing "
-                          "(otherwise: random weights, said loudly)")
+    run_demo.add_argument("--zarr-format", type=int, default=DEFAULT_ZARR_FORMAT, choices=(2, 3),
+                          help="2 (default: every GDAL from 3.6, QGIS) or 3 (GDAL 3.11 or newer)")
+    run_demo.add_argument("--download", action="store_true", help="use TerraMind's official weights, downloading "
+                          "them if missing (an error if they cannot be had); without it: the official weights if on "
+                          "this machine, else random ones, said loudly")
     run_demo.set_defaults(run=demo)
     command("models", "list the model names").set_defaults(run=lambda _: print("\n".join(list_models())))
     run_export = command("export", "pool an embeddings zarr store into GeoParquet cells and a search index")
@@ -181,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     run_export.add_argument("--index", default="auto", choices=("auto", "exact", "ivf"), help="nearest-neighbour "
                             "index (default auto: exact up to 100,000 cells, IVF beyond)")
     run_export.add_argument("--variable", default="embeddings", help="the store's embeddings variable")
+    run_export.add_argument("--zone", help="the zone to export from an area run's store, e.g. utm32n")
     run_export.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     run_export.set_defaults(run=export)
     run_search = command("search", "find the cells most similar to a place")
@@ -194,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     run_area.add_argument("config", help="a YAML file: area, source, verb, model, output, cluster")
     run_area.add_argument("--dry-run", action="store_true", help="print the zones, regions, tiles, output size and "
                           "model time, and stop")
-    run_area.add_argument("--limit", type=int, help="compute at most this many regions (a trial)")
+    run_area.add_argument("--limit", type=_regions, help="compute at most this many regions (a trial)")
     run_area.add_argument("--tiles-per-second", type=float, help="the model's speed for the time estimate "
                           "(default: measured now on this machine)")
     run_area.add_argument("--overwrite", action="store_true", help="replace an existing output store")
@@ -202,8 +344,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args) or 0
-    except XterramindError as error:
-        print(f"xterramind: error: {error}", file=sys.stderr)
+    except XterramindError as error:  # a mistake, said with its fix; anything else is a bug and shows its traceback
+        settings = _run_settings() if args.command == "run" else None
+        print(f"xterramind: error: {in_cli_words(str(error), subcommands[args.command].flags, settings)}",
+              file=sys.stderr)
         return 1
 
 

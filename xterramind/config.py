@@ -23,7 +23,7 @@ A YAML (or JSON) mapping; paths are relative to the file:
     region: 256                         # region (store chunk) side in tokens
     in_flight: 32                       # regions on the cluster at once
     gpu: auto                           # auto | true | false
-    zarr_format: 3                      # 2 for GDAL 3.6-3.10 (QGIS)
+    zarr_format: 2                      # 2 opens with every GDAL from 3.6 (QGIS); 3 needs GDAL 3.11
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import InputError
+from .errors import InputError, UnknownModelError
+from .store import DEFAULT_ZARR_FORMAT
 
 KEYS = {"area", "source", "verb", "options", "model", "weights", "device", "precision", "output", "cluster",
         "resolution", "region", "in_flight", "gpu", "zarr_format"}
@@ -39,6 +40,7 @@ SOURCE_KINDS = ("stac", "cube", "synthetic")
 SOURCE_KEYS = {"stac": {"stac", "modalities", "collections", "time", "composite", "mask_clouds"}, "cube": {"cube"},
                "synthetic": {"synthetic"}}
 SYNTHETIC_KEYS = {"modalities", "land", "seed"}
+CHOICES = {"gpu": ("auto", True, False), "zarr_format": (2, 3)}  # YAML spellings: auto, true, false; 2, 3
 
 __all__ = ["RunConfig", "load_config"]
 
@@ -72,7 +74,7 @@ class RunConfig:
     region: int = 256
     in_flight: int | None = None
     gpu: str | bool = "auto"
-    zarr_format: int = 3
+    zarr_format: int = DEFAULT_ZARR_FORMAT
     folder: Path = Path(".")
 
     def make_source(self):
@@ -114,15 +116,24 @@ class RunConfig:
             return planner.plan_grid(grid_of(first.data, first.spec.name), self.area, region=self.region)
         return planner.plan_area(self.area, resolution=self.resolution, region=self.region)
 
-    def make_model(self):
+    def make_model(self, *, stand_in: bool = False):
         """The model of ``model``, ``weights``, ``device`` and ``precision``, loaded with
         ``xterramind.load_model`` (a checkpoint path is relative to the file).
+
+        Args:
+            stand_in: the same model on seeded random weights, on the CPU: what a dry run that is given the
+                speed needs (the model's tiles and output sizes), without the checkpoint.
+
+        Raises:
+            WeightsUnavailableError: the weights cannot be had.
 
         Example:
             >>> model = load_config("europe.yaml").make_model()
         """
         from . import load_model
 
+        if stand_in:
+            return load_model(self.model, weights="random", device="cpu", precision="fp32")
         weights = self.weights if self.weights in ("auto", "random") else str(self._path(self.weights))
         return load_model(self.model, weights=weights, device=self.device, precision=self.precision)
 
@@ -152,7 +163,7 @@ def load_config(path) -> RunConfig:
     try:
         raw = yaml.safe_load(path.read_text())
     except OSError as error:
-        raise InputError(f"cannot read the run configuration {path}: {error}") from None
+        raise InputError(f"cannot read the run configuration {path}: {error.strerror or error}") from None
     except yaml.YAMLError as error:
         raise InputError(f"{path} is not valid YAML: {error}") from None
     if not isinstance(raw, dict):
@@ -171,12 +182,51 @@ def load_config(path) -> RunConfig:
     options = raw.get("options") or {}
     if not isinstance(options, dict):
         raise InputError(f"{path}: options: must be a mapping of the verb's options, e.g. {{batch_size: 64}}")
+    _check_verb(path, raw.get("verb", "embed"), options)
+    _check_settings(path, raw)
     folder = path.parent
     area = raw["area"]
     area = str(folder / area) if isinstance(area, str) and not Path(area).is_absolute() else area
     settings = {k: v for k, v in raw.items() if k not in ("area", "source", "output", "options")}
     return RunConfig(area=area, source=source, output=folder / str(raw["output"]), options=options, folder=folder,
                      **settings)
+
+
+def _check_verb(path: Path, verb, options: dict) -> None:
+    """The verb and its options, checked as ``xterramind.runner`` checks them but said as settings of the file."""
+    import yaml
+
+    from . import runner
+
+    if verb not in runner.VERBS:
+        raise InputError(f"{path}: verb: must be one of {', '.join(runner.VERBS)}, got {verb!r}")
+    planned, unknown, missing = runner.option_mistakes(verb, options)
+    if planned:
+        raise InputError(f"{path}: options: {planned} belong to the plan, not the verb: set the region side with "
+                         "region: (tokens); tiles are the model's own")
+    if unknown:
+        raise InputError(f"{path}: options: unknown {unknown} for verb: {verb}; its options are "
+                         f"{runner.verb_options(verb)[1]}")
+    if missing:
+        example = yaml.safe_dump({name: runner.EXAMPLES[name] for name in missing}, default_flow_style=True).strip()
+        raise InputError(f"{path}: verb: {verb} needs options: {example} (or other values)")
+
+
+def _check_settings(path: Path, raw: dict) -> None:
+    """Settings with a fixed set of values, a model name and the regions in flight, before anything is loaded."""
+    from .models import get_config
+
+    for key, choices in CHOICES.items():
+        if key in raw and not any(raw[key] == value and type(raw[key]) is type(value) for value in choices):
+            spelt = ", ".join(str(value).lower() for value in choices)
+            raise InputError(f"{path}: {key}: must be one of {spelt}, got {raw[key]!r}")
+    in_flight = raw.get("in_flight")
+    if in_flight is not None and (isinstance(in_flight, bool) or not isinstance(in_flight, int) or in_flight < 1):
+        raise InputError(f"{path}: in_flight: must be a whole number of regions, at least 1, got {in_flight!r}")
+    try:
+        get_config(str(raw.get("model", RunConfig.model)))
+    except UnknownModelError as error:
+        raise UnknownModelError(f"{path}: model: {error}") from None
 
 
 def _check_source(path: Path, source: dict, kind: str) -> None:
@@ -190,12 +240,17 @@ def _check_source(path: Path, source: dict, kind: str) -> None:
 
 
 def _open_cube(path: Path):
+    import rasterio
+    import rioxarray
     import xarray as xr
+    import zarr
 
     if not path.exists():
-        raise InputError(f"no cube at {path}")
-    if path.is_dir():
-        return xr.open_zarr(path, decode_coords="all")
-    import rioxarray
-
-    return rioxarray.open_rasterio(path, chunks={"band": -1, "y": 2048, "x": 2048})
+        raise InputError(f"source: {{cube: ...}}: no cube at {path}")
+    try:
+        if path.is_dir():
+            return xr.open_zarr(path, decode_coords="all")
+        return rioxarray.open_rasterio(path, chunks={"band": -1, "y": 2048, "x": 2048})
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError,
+            rasterio.errors.RasterioIOError):
+        raise InputError(f"source: {{cube: ...}}: {path} is neither a zarr store nor a raster file (GeoTIFF)") from None

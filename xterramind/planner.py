@@ -25,6 +25,7 @@ __all__ = ["Plan", "Zone", "plan_area", "plan_grid", "utm_crs", "utm_zone", "zon
 
 UTM_LATITUDES = (-80.0, 84.0)  # where UTM is defined; polar areas need another projection
 DEFAULT_REGION = 256  # tokens: about 4,000 px, 400-odd tiles per region task
+REPR_ZONES = 8  # zones a plan's repr lists
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,11 @@ class Zone:
         widths = np.minimum(side, cols - self.cells[:, 1] * side)
         return int((heights * widths).sum())
 
+    def __repr__(self) -> str:  # the cells array can hold millions of rows: a summary instead
+        height, width = self.grid.shape
+        return (f"Zone({self.name!r}, {height:,} x {width:,} px, {len(self.cells):,} regions of {self.chunk} tokens, "
+                f"{self.tile_count():,} tiles, {self.area_km2:,.0f} km2)")
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -147,6 +153,12 @@ class Plan:
             310464
         """
         return sum(zone.tile_count(cover) for zone in self.zones)
+
+    def __repr__(self) -> str:  # a line per zone, up to REPR_ZONES
+        zones = "".join(f"\n  {zone!r}" for zone in self.zones[:REPR_ZONES])
+        zones += f"\n  ... and {len(self.zones) - REPR_ZONES} zones more" if len(self.zones) > REPR_ZONES else ""
+        return (f"Plan({len(self.zones)} zone{'s' * (len(self.zones) != 1)}, {self.regions:,} regions, "
+                f"{self.tile_count():,} tiles at {self.resolution:g} m per pixel){zones}")
 
 
 def plan_area(area, *, resolution: float = 10.0, region: int = DEFAULT_REGION, tile_size: int = 224,

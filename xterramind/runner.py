@@ -24,8 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import logging
+import math
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -38,7 +41,7 @@ import zarr
 
 from . import progress, store
 from .engine import Verb, check_model, embed_verb, valid_pixels
-from .errors import InputError
+from .errors import InputError, Interrupted
 from .generate import generate_verb, tokenize_verb
 from .grid import PixelGrid, Region, Tiling, region_at
 from .modalities import resolve
@@ -46,16 +49,15 @@ from .models.handle import TerraMindModel
 from .planner import Plan, Zone, plan_grid
 from .sources import Source, SyntheticSource
 
-__all__ = ["Forecast", "RegionOutcome", "RunReport", "forecast", "local_cluster", "measure_tiles_per_second", "run"]
+__all__ = ["Forecast", "RegionOutcome", "RunReport", "check_options", "forecast", "local_cluster",
+           "measure_tiles_per_second", "model_worker_environ", "option_mistakes", "run", "verb_options"]
 
 log = logging.getLogger("xterramind.run")
 
-VERBS: dict[str, Callable[..., Verb]] = {
-    "embed": lambda cube, model, **options: embed_verb(cube, model, **options),
-    "generate": lambda cube, model, *, targets, **options: generate_verb(cube, targets, model, **options),
-    "tokenize": lambda cube, model, *, modality, **options: tokenize_verb(cube, modality, model, **options),
-}
-RUN_ATTR = "xterramind_run"  # on the store's root group: what ran, zone by zone
+VERBS: dict[str, Callable[..., Verb]] = {"embed": embed_verb, "generate": generate_verb, "tokenize": tokenize_verb}
+PLANNED = ("chunks", "overlap", "tile_size")  # set by the plan, the same for every zone: never a verb option
+EXAMPLES = {"targets": ["LULC"], "modality": "S2L2A"}  # a value for each option a verb requires, for messages
+RUN_ATTR = store.RUN_ATTR  # on the store's root group: what ran, zone by zone
 LOG_EVERY = 30.0  # seconds between progress lines in the log (batch jobs have no progress bar)
 
 
@@ -71,7 +73,7 @@ class RegionWork:
     modalities: object  # the verb's ``modalities`` option, resolved again on every window
     nodata: tuple
     task: Callable
-    target: store.Target
+    target: store.Target | None  # None: a trial region that is timed, not written
 
     @property
     def grid(self) -> PixelGrid:
@@ -125,9 +127,9 @@ def read_region(work: RegionWork, row: int, col: int) -> tuple[list[np.ndarray] 
 
 
 def model_region(pixels: tuple[list[np.ndarray] | None, float], work: RegionWork, row: int, col: int
-                 ) -> tuple[list[np.ndarray] | None, RegionOutcome]:
-    """Run the verb on the region's pixels: its blocks in the store's variable order (None without valid
-    input), and the region's timings so far."""
+                 ) -> tuple[dict[str, np.ndarray] | None, RegionOutcome]:
+    """Run the verb on the region's pixels: its blocks by variable (None without valid input), and the
+    region's timings so far. ``measure_tiles_per_second`` times this very function."""
     from . import runtime
 
     windows, read_seconds = pixels
@@ -139,10 +141,10 @@ def model_region(pixels: tuple[list[np.ndarray] | None, float], work: RegionWork
     blocks = work.task(*windows, region=region)
     outcome = RegionOutcome(work.zone, (row, col), region.tile_count, read_seconds, time.perf_counter() - started,
                             0.0, _worker_address())
-    return [blocks[name] for name in work.target.layout.variables], outcome
+    return blocks, outcome
 
 
-def write_region(modelled: tuple[list[np.ndarray] | None, RegionOutcome], work: RegionWork, row: int, col: int
+def write_region(modelled: tuple[dict[str, np.ndarray] | None, RegionOutcome], work: RegionWork, row: int, col: int
                  ) -> RegionOutcome:
     """Write the region's blocks into the template, then mark it done (only mark it without valid input)."""
     blocks, outcome = modelled
@@ -150,7 +152,7 @@ def write_region(modelled: tuple[list[np.ndarray] | None, RegionOutcome], work: 
     if blocks is None:
         store.mark_empty(work.target, (row, col))
     else:
-        work.target.write(blocks, (row, col))
+        work.target.write([blocks[name] for name in work.target.layout.variables], (row, col))
     return dataclasses.replace(outcome, write_seconds=time.perf_counter() - started)
 
 
@@ -211,22 +213,62 @@ class RunReport:
                 f"({self.tiles_per_second:.1f} tiles/s)")
 
 
-def prepare_zone(zone: Zone, source: Source, verb: str, model: TerraMindModel, options: dict) -> Verb:
-    """The verb on the zone's grid, prepared on the source's prototype (nothing is read)."""
+def verb_options(verb: str) -> tuple[list[str], list[str]]:
+    """The options ``verb`` requires, and every option it takes, as ``run`` passes them (the plan sets ``PLANNED``).
+
+    Raises:
+        InputError: an unknown verb.
+
+    Example:
+        >>> verb_options("generate")[0]
+        ['targets']
+    """
     if verb not in VERBS:
         raise InputError(f"verb must be one of {sorted(VERBS)}, got {verb!r}")
-    planned = sorted({"chunks", "tile_size", "overlap"} & set(options))
+    parameters = inspect.signature(VERBS[verb]).parameters.values()
+    options = [p for p in parameters if p.name not in ("cube", "model", *PLANNED)]
+    return [p.name for p in options if p.default is p.empty], sorted(p.name for p in options)
+
+
+def option_mistakes(verb: str, options: dict) -> tuple[list[str], list[str], list[str]]:
+    """The options given to ``verb`` that belong to the plan, those it does not take, and those it needs but
+    lacks (each interface says them in its own words: ``check_options``, a run file's ``load_config``).
+
+    Example:
+        >>> option_mistakes("generate", {"seed": 0, "batchsize": 8})
+        ([], ['batchsize'], ['targets'])
+    """
+    required, taken = verb_options(verb)
+    planned = sorted(set(PLANNED) & set(options))
+    unknown = sorted(set(options) - set(PLANNED) - set(taken))
+    return planned, unknown, [name for name in required if name not in options]
+
+
+def check_options(verb: str, options: dict) -> None:
+    """Fail on a verb option that is missing, unknown or the plan's, before anything is prepared.
+
+    Example:
+        >>> check_options("generate", {"targets": ["LULC"], "seed": 0})
+    """
+    planned, unknown, missing = option_mistakes(verb, options)
     if planned:
         raise InputError(f"{planned} belong to the plan: plan_area(..., region=, tile_size=, overlap=)")
+    if unknown:
+        raise InputError(f"{verb} takes no option {unknown}; its options are {verb_options(verb)[1]}")
+    if missing:
+        needs = " and ".join(f"the option {name}, e.g. {name}={EXAMPLES[name]!r}" for name in missing)
+        raise InputError(f"{verb} needs {needs}")
+
+
+def prepare_zone(zone: Zone, source: Source, verb: str, model: TerraMindModel, options: dict) -> Verb:
+    """The verb on the zone's grid, prepared on the source's prototype (nothing is read)."""
+    check_options(verb, options)
     prototype = source.prototype(zone.grid)
     if "time" in prototype.dims:
         raise InputError("a run takes one date per pixel; use a composite (composite='median') or select a date")
     tiling = zone.tiling
-    try:
-        prepared = VERBS[verb](prototype, model, chunks=zone.chunk, tile_size=tiling.tile_size, overlap=tiling.overlap,
-                               **options)
-    except TypeError as error:
-        raise InputError(f"{verb}: {error}") from None
+    prepared = VERBS[verb](prototype, model=model, chunks=zone.chunk, tile_size=tiling.tile_size,
+                           overlap=tiling.overlap, **options)
     if not prepared.plan.tiling.grid.same_as(zone.grid) or prepared.plan.tiling.patch != tiling.patch:
         raise InputError(f"the source's grid is not the plan's grid for {zone.name}: plan an opened cube with plan_grid(cube grid)")
     return prepared
@@ -234,8 +276,8 @@ def prepare_zone(zone: Zone, source: Source, verb: str, model: TerraMindModel, o
 
 def run(plan: Plan, source: Source, verb: str, model: TerraMindModel, store_path, *, client=None,
         in_flight: int | None = None, gpu: str | bool = "auto", resume: bool = True, overwrite: bool = False,
-        zarr_format: int = 3, limit: int | None = None, retries: int = 1, progress_bar: bool | None = None,
-        **options) -> RunReport:
+        zarr_format: int = store.DEFAULT_ZARR_FORMAT, limit: int | None = None, retries: int = 1,
+        progress_bar: bool | None = None, **options) -> RunReport:
     """Run ``verb`` over ``plan`` reading ``source``, into the zarr store ``store_path``, region by region.
 
     The store gets one subgroup per zone (see the module docstring). Interrupted or partly failed? Call
@@ -253,7 +295,7 @@ def run(plan: Plan, source: Source, verb: str, model: TerraMindModel, store_path
             requires them; ``False`` lets any worker run them.
         resume: complete an existing store of this plan; ``False`` refuses to touch one.
         overwrite: delete whatever is at ``store_path`` first.
-        zarr_format: 3, or 2 for GDAL 3.6-3.10 (QGIS).
+        zarr_format: 2 (default: every GDAL from 3.6, rasterio's wheels, QGIS), or 3 (GDAL 3.11 or newer).
         limit: compute at most this many regions (a trial run; the rest stays to do).
         retries: times a region task that raises is retried before the region counts as failed.
         progress_bar: show a progress bar; default in Jupyter or a terminal, not in batch logs
@@ -264,7 +306,7 @@ def run(plan: Plan, source: Source, verb: str, model: TerraMindModel, store_path
         What the run did; failed regions are listed there, not raised.
 
     Raises:
-        InputError: a bad verb, option or ``gpu`` setting, or a source whose grid is not the plan's.
+        InputError: a bad verb, option, ``limit`` or ``gpu`` setting, or a source whose grid is not the plan's.
         StoreError: the store holds something else, or another plan's zones.
 
     Example:
@@ -275,6 +317,10 @@ def run(plan: Plan, source: Source, verb: str, model: TerraMindModel, store_path
     """
     started = time.perf_counter()
     check_model(model)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise InputError(f"limit must be a whole number of regions, at least 1, got {limit!r}")
+    check_options(verb, options)  # these mistakes fail before a cluster starts
+    _check_root(Path(store_path).expanduser(), plan, resume=resume, overwrite=overwrite)
     with _client(client) as active:
         resources = _resources(active, gpu)  # before anything is written
         threads = sum(w["nthreads"] for w in active.scheduler_info()["workers"].values())
@@ -300,14 +346,18 @@ def _prepare_stores(plan: Plan, source: Source, verb: str, model: TerraMindModel
     for zone in plan.zones:
         prepared = prepare_zone(zone, source, verb, model, options)
         target = store.prepare(prepared.placeholder(), root / zone.name, resume=True, zarr_format=zarr_format)
-        modalities = options.get("modalities") or list(prepared.plan.tiles.modalities)
-        work = RegionWork(zone.name, source, zone.tiling, zone.chunk, prepared.cover, modalities,
-                          prepared.plan.tiles.nodata, prepared.task, target)
+        work = _region_work(zone, source, prepared, options.get("modalities"), target)
         undone = target.ledger()[zone.cells[:, 0], zone.cells[:, 1]] == 0
         skipped += int((~undone).sum())
         todo += [(work, int(row), int(col)) for row, col in zone.cells[undone]]
     store.consolidate(root)  # the zones' metadata in one place; region writes never change it
     return root, todo, skipped
+
+
+def _region_work(zone: Zone, source: Source, prepared: Verb, modalities, target: store.Target | None) -> RegionWork:
+    tiles = prepared.plan.tiles
+    return RegionWork(zone.name, source, zone.tiling, zone.chunk, prepared.cover, modalities or list(tiles.modalities),
+                      tiles.nodata, prepared.task, target)
 
 
 def _submit_in_waves(client, todo, width: int, resources, retries: int, report: RunReport, progress_bar) -> None:
@@ -364,6 +414,10 @@ def _submit_in_waves(client, todo, width: int, resources, retries: int, report: 
                     log.info("%d of %d regions done (%d without data, %d failed), %.1f tiles/s", finished_count,
                              len(todo), report.empty, len(report.failed), rate)
                 submit_next()
+        except KeyboardInterrupt:  # the regions in flight are cancelled; the ledger has every finished one
+            done = report.written + report.empty + len(report.failed)
+            raise Interrupted(f"interrupted after {done} of {len(todo)} regions; run the same call again to resume"
+                              ) from None
         finally:
             client.cancel([f for written, (upstream, _) in held.items() for f in (written, *upstream)])
 
@@ -394,55 +448,130 @@ def _client(client):
         yield local
 
 
+_SCHEDULER_ROUTES = "distributed.scheduler.http.routes"
+_SPAWNS_LOCK = threading.Lock()
+_spawns = {"running": 0, "environ_before": {}}
+
+
+@contextlib.contextmanager
+def _environ_kept(keys):
+    """Put back, after a worker spawn, the variables distributed writes into this process's ``os.environ`` to hand
+    them to the worker (``OMP_NUM_THREADS=1``, ``MALLOC_TRIM_THRESHOLD_``, ``PYTHONHASHSEED``, ...: they must be
+    there when it starts) and would otherwise leave there: the user's later subprocesses, and a torch not started
+    yet, would run on one thread. They are there while a worker starts, until it is up. Spawns overlap (one worker
+    per GPU), so the values from before the first are kept."""
+    with _SPAWNS_LOCK:
+        if not _spawns["running"]:
+            _spawns["environ_before"] = {}
+        for key in keys:
+            _spawns["environ_before"].setdefault(key, os.environ.get(key))
+        _spawns["running"] += 1
+    try:
+        yield
+    finally:
+        with _SPAWNS_LOCK:
+            _spawns["running"] -= 1
+            if not _spawns["running"]:
+                for key, value in _spawns["environ_before"].items():
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
+
+
+@contextlib.contextmanager
+def model_worker_environ():
+    """Within it, Nanny workers start without distributed's ``MALLOC_TRIM_THRESHOLD_``: setting it turns off
+    glibc's dynamic mmap threshold, so every large tensor is a fresh mmap and TerraMind runs ~1.7x slower in
+    the worker than in this process (measured on the tiny model, 2 threads). Use it around your own
+    ``LocalCluster(...)`` of model workers too.
+
+    Example:
+        >>> with model_worker_environ():
+        ...     cluster = LocalCluster(n_workers=2, threads_per_worker=1)
+    """
+    import dask
+
+    key = "distributed.nanny.pre-spawn-environ"
+    environ = {k: v for k, v in dask.config.get(key, {}).items() if k != "MALLOC_TRIM_THRESHOLD_"}
+    with dask.config.set({key: environ}):
+        yield
+
+
 def local_cluster():
     """A cluster on this machine: one worker per GPU (with the ``GPU`` resource) through dask-cuda when it
     is installed, else one worker using every core for torch.
 
-    This is what ``run`` starts when no client is given; start it yourself to reuse it across runs.
+    This is what ``run`` starts when no client is given; start it yourself to reuse it across runs. Unlike a
+    plain ``LocalCluster`` it leaves this process's environment as it was, also when a worker is restarted.
 
     Example:
         >>> from distributed import Client
         >>> with local_cluster() as cluster, Client(cluster) as client:
         ...     report = runner.run(plan, source, "embed", model, "area.zarr", client=client)
     """
+    import dask
     import torch
-    from distributed import LocalCluster
+    from distributed import LocalCluster, Nanny
+
+    class EnvironKeepingNanny(Nanny):
+        async def instantiate(self):
+            with _environ_kept([*self.pre_spawn_env, "__DASK_PARENT_PID"]):  # the latter names the worker's parent
+                return await super().instantiate()
 
     cores = os.cpu_count() or 1
-    if torch.cuda.is_available():
-        threads = max(2, cores // torch.cuda.device_count())  # one model task at a time (GPU=1); the rest write
-        with contextlib.suppress(ImportError):
-            from dask_cuda import LocalCUDACluster
+    options = {"worker_class": EnvironKeepingNanny, "dashboard_address": ":0"}
+    # a scheduler without bokeh appends a route to this list in the global dask configuration: let it append to a copy
+    with dask.config.set({_SCHEDULER_ROUTES: list(dask.config.get(_SCHEDULER_ROUTES))}), model_worker_environ():
+        if torch.cuda.is_available():
+            threads = max(2, cores // torch.cuda.device_count())  # one model task at a time (GPU=1); the rest write
+            with contextlib.suppress(ImportError):
+                from dask_cuda import LocalCUDACluster
 
-            return LocalCUDACluster(resources={"GPU": 1}, threads_per_worker=threads, dashboard_address=":0")
-        return LocalCluster(n_workers=1, threads_per_worker=threads, resources={"GPU": 1}, dashboard_address=":0")
-    return LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0",
-                        env={"XTERRAMIND_TORCH_THREADS": str(cores)})
+                return LocalCUDACluster(resources={"GPU": 1}, threads_per_worker=threads, **options)
+            return LocalCluster(n_workers=1, threads_per_worker=threads, resources={"GPU": 1}, **options)
+        return LocalCluster(n_workers=1, threads_per_worker=1, env={"XTERRAMIND_TORCH_THREADS": str(cores)}, **options)
+
+
+def _check_root(path: Path, plan: Plan, *, resume: bool, overwrite: bool) -> bool:
+    """Whether ``path`` holds an earlier run of this plan to complete; an error if it holds anything else and
+    ``overwrite`` is not asked. Nothing is written, so it runs before a cluster is started."""
+    if overwrite or not path.exists():
+        return False
+    try:
+        previous = zarr.open_group(str(path), mode="r").attrs[RUN_ATTR]
+    except (FileNotFoundError, NotADirectoryError, KeyError, zarr.errors.GroupNotFoundError,
+            zarr.errors.NodeTypeValidationError):
+        raise store.StoreError(f"{path} exists and is not an xterramind run store; pick another path or pass "
+                               "overwrite=True") from None
+    if not resume:
+        raise store.StoreError(f"{path} exists; pass resume=True to complete it, or overwrite=True to replace it")
+    zones = {zone.name: zone.crs for zone in plan.zones}
+    if previous["zones"] != zones:
+        raise store.StoreError(f"{path} holds zones {sorted(previous['zones'])}, this plan has {sorted(zones)}; "
+                               "write to another path or pass overwrite=True")
+    return True
 
 
 def _open_root(path: Path, plan: Plan, *, resume: bool, overwrite: bool, zarr_format: int) -> Path:
     """The store's root group: created, or an earlier run's reopened (its zones must be this plan's)."""
-    zones = {zone.name: zone.crs for zone in plan.zones}
-    if path.exists() and overwrite:
+    if _check_root(path, plan, resume=resume, overwrite=overwrite):
+        return path
+    if path.is_dir():  # only with overwrite
         import shutil
 
         shutil.rmtree(path)
-    if path.exists():
-        try:
-            previous = zarr.open_group(str(path), mode="r").attrs[RUN_ATTR]
-        except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
-            raise store.StoreError(f"{path} exists and is not an xterramind run store; pick another path or pass overwrite=True") from None
-        if not resume:
-            raise store.StoreError(f"{path} exists; pass resume=True to complete it, or overwrite=True to replace it")
-        if previous["zones"] != zones:
-            raise store.StoreError(f"{path} holds zones {sorted(previous['zones'])}, this plan has {sorted(zones)}; "
-                                   "write to another path or pass overwrite=True")
-        return path
+    elif path.exists():
+        path.unlink()
+    zones = {zone.name: zone.crs for zone in plan.zones}
     zarr.open_group(str(path), mode="w-", zarr_format=zarr_format).attrs[RUN_ATTR] = {"zones": zones}
     return path
 
 
 # -- dry runs -----------------------------------------------------------------------------------------
+
+MEASURE_SECONDS = 3.0  # model time timed after the warm-up: a stable rate on a GPU, at least one region on a CPU
+MEASURE_BATCHES = 1  # full batches a trial region holds at least (when the plan's regions are as large), as in a run
 
 
 @dataclass
@@ -475,11 +604,14 @@ class Forecast:
         return self.tiles / self.tiles_per_second / 3600
 
     def __str__(self) -> str:
-        lines = [f"{'zone':<8}{'crs':<12}{'grid (px)':>22}{'regions':>10}{'tiles':>12}{'output':>11}"]
-        for zone, crs, (height, width), regions, tiles, size in self.rows:
-            lines.append(f"{zone:<8}{crs:<12}{f'{height:,} x {width:,}':>22}{regions:>10,}{tiles:>12,}{_size(size):>11}")
+        labels = [_crs_label(row[1]) for row in self.rows]
+        width = max(len("crs"), *map(len, labels)) + 2
+        lines = [f"{'zone':<8}{'crs':<{width}}{'grid (px)':>22}{'regions':>10}{'tiles':>12}{'output':>11}"]
+        for (zone, _, (height, width_px), regions, tiles, size), crs in zip(self.rows, labels, strict=True):
+            lines.append(f"{zone:<8}{crs:<{width}}{f'{height:,} x {width_px:,}':>22}{regions:>10,}{tiles:>12,}"
+                         f"{_size(size):>11}")
         regions, size = sum(r[3] for r in self.rows), sum(r[5] for r in self.rows)
-        lines.append(f"{'total':<20}{'':>22}{regions:>10,}{self.tiles:>12,}{_size(size):>11}")
+        lines.append(f"{'total':<{8 + width}}{'':>22}{regions:>10,}{self.tiles:>12,}{_size(size):>11}")
         lines.append(f"model time: {self.hours:,.2f} device-hours at {self.tiles_per_second:,.1f} tiles/s "
                      f"({self.measured_on})")
         return "\n".join(lines)
@@ -496,15 +628,23 @@ def forecast(plan: Plan, source: Source, verb: str, model: TerraMindModel, *, ti
         plan: the plan to cost.
         source: where the pixels would come from.
         verb: ``"embed"``, ``"generate"`` or ``"tokenize"``, as for ``run``.
-        model: the model to run (and to time when ``tiles_per_second`` is not given).
-        tiles_per_second: the model's speed; default measured now on ``model``'s device with synthetic
-            tiles (a few seconds, more on a CPU).
+        model: the model to run (and to time when ``tiles_per_second`` is not given). With
+            ``tiles_per_second`` only its architecture counts: seeded random weights of the same model do.
+        tiles_per_second: the model's speed; default measured now on ``model``'s device
+            (``measure_tiles_per_second``: a few seconds on a GPU, more on a CPU).
         **options (Any): the verb's options, as for ``run``.
+
+    Raises:
+        InputError: a bad verb or option, or a ``tiles_per_second`` that is not a positive number.
 
     Example:
         >>> print(runner.forecast(plan, source, "embed", model))
         >>> runner.forecast(plan, source, "embed", model, tiles_per_second=250).hours
     """
+    given = tiles_per_second
+    number = isinstance(given, int | float) and not isinstance(given, bool)
+    if given is not None and not (number and 0 < given < math.inf):  # not True, "fast", nan
+        raise InputError(f"tiles_per_second must be a positive number of tiles per second, got {given!r}")
     rows = []
     for zone in plan.zones:
         prepared = prepare_zone(zone, source, verb, model, options)
@@ -512,49 +652,67 @@ def forecast(plan: Plan, source: Source, verb: str, model: TerraMindModel, *, ti
         variables = placeholder.data_vars.values() if isinstance(placeholder, xr.Dataset) else [placeholder]
         share = zone.pixel_count() / (zone.grid.height * zone.grid.width)  # only listed regions are written
         size = int(sum(v.size * v.dtype.itemsize for v in variables) * share)
-        rows.append((zone.name, zone.crs.replace("EPSG:", "EPSG "), zone.grid.shape, len(zone.cells),
-                     zone.tile_count(prepared.cover), size))
-    if tiles_per_second is None:
-        tiles_per_second, measured_on = measure_tiles_per_second(verb, model, prepared.plan.tiles.modalities, options)
+        rows.append((zone.name, zone.crs, zone.grid.shape, len(zone.cells), zone.tile_count(prepared.cover), size))
+    if given is None:
+        given, measured_on = measure_tiles_per_second(plan.zones[0], source, verb, model, **options)
     else:
         measured_on = "given"
-    return Forecast(rows, float(tiles_per_second), measured_on)
+    return Forecast(rows, float(given), measured_on)
 
 
-def measure_tiles_per_second(verb: str, model: TerraMindModel, modalities, options: dict, tiles: int = 3) -> tuple[float, str]:
-    """Tiles per second of ``verb`` on ``model``'s device: one region of ``tiles`` x ``tiles`` synthetic
-    tiles, run twice (the first loads the model), the second timed.
+def measure_tiles_per_second(zone: Zone, source: Source, verb: str, model: TerraMindModel, *,
+                             seconds: float = MEASURE_SECONDS, **options) -> tuple[float, str]:
+    """Tiles per second of ``verb`` on ``model``'s device, timed as a run spends it: the runner's own model task
+    (``model_region``, with the worker's torch threads) on a trial region of synthetic pixels.
+
+    The trial region is like one of ``zone``'s inner regions, or where those are larger, a square of whole tile strides
+    holding at least ``MEASURE_BATCHES`` full batches: the device gets the batches of the run, not a handful of
+    tiles whose fixed costs dominate. It runs once to warm up (the weights load, the device settles on the
+    batch shapes), then again until ``seconds`` of model time are timed; tiles are counted as ``run`` counts them.
 
     Args:
+        zone: the zone whose tiling and region size to time (every zone of a plan has the same).
+        source: the run's source: which modalities the verb reads (their pixels here are synthetic).
         verb: ``"embed"``, ``"generate"`` or ``"tokenize"``.
         model: the model to time, on its own device and precision.
-        modalities (Sequence[str]): the input modalities, e.g. ``["S2L2A"]``.
-        options: the verb's options (``overlap`` also sets the trial's tiling).
-        tiles: tiles per side of the trial region.
+        seconds: model time to time after the warm-up (at least one run of the trial region).
+        **options (Any): the verb's options, as for ``run``.
 
     Returns:
         The rate, and a line saying what it was measured on.
 
     Example:
-        >>> rate, measured_on = measure_tiles_per_second("embed", model, ["S2L2A"], {"batch_size": 16})
+        >>> rate, measured_on = measure_tiles_per_second(plan.zones[0], source, "embed", model, batch_size=16)
     """
-    from affine import Affine
+    synthetic = SyntheticSource(prepare_zone(zone, source, verb, model, options).plan.tiles.modalities)
+    options = {k: v for k, v in options.items() if k != "modalities"}  # the synthetic cube holds just those
+    batch = prepare_zone(zone, synthetic, verb, model, options).plan.tiles.batch_for(model)
+    tiling = zone.tiling
+    stride, tile = tiling.rows.stride, tiling.tile_size // tiling.patch
+    side = min(zone.chunk, max(math.ceil(math.sqrt(MEASURE_BATCHES * batch)), -(-tile // stride)) * stride)
+    # the middle of 3 x 3 regions: neighbours on every side, so a verb that covers its region with the tiles
+    # overlapping it (generate) gets as many as a run's inner regions do
+    grid = PixelGrid(zone.crs, zone.grid.transform, 3 * side * tiling.patch, 3 * side * tiling.patch)
+    trial = plan_grid(grid, region=side, tile_size=tiling.tile_size, overlap=tiling.overlap, patch=tiling.patch,
+                      name=zone.name).zones[0]
+    work = _region_work(trial, synthetic, prepare_zone(trial, synthetic, verb, model, options), None, None)
+    pixels = read_region(work, 1, 1)
+    model_region(pixels, work, 1, 1)  # the warm-up
+    tiles, spent = 0, 0.0
+    while not tiles or spent < seconds:
+        outcome = model_region(pixels, work, 1, 1)[1]
+        tiles, spent = tiles + outcome.tiles, spent + outcome.model_seconds
+    return tiles / spent, (f"measured: {model.name} on {model.device.type}, {model.precision}, {tiles:,} tiles in "
+                           f"{spent:.1f} s, regions of {outcome.tiles:,} tiles")
 
-    patch, tile_size, overlap = model.config.patch_size, model.config.image_size, options.get("overlap", 32)
-    side = tiles * (tile_size - overlap)
-    grid = PixelGrid("EPSG:32632", Affine(10, 0, 500_000, 0, -10, 5_000_000), side, side)
-    stride = (tile_size - overlap) // patch
-    trial = plan_grid(grid, region=-(-side // patch // stride) * stride, tile_size=tile_size, overlap=overlap, patch=patch)
-    source = SyntheticSource(modalities)
-    prepared = prepare_zone(trial.zones[0], source, verb, model, {k: v for k, v in options.items() if k != "modalities"})
-    region = trial.zones[0].region(0, 0, prepared.cover)
-    window = source.read(grid, (region.y.window, region.x.window))
-    windows = [np.asarray(item.data.values) for item in resolve(window, list(prepared.plan.tiles.modalities))]
-    prepared.task(*windows, region=region)
-    started = time.perf_counter()
-    prepared.task(*windows, region=region)
-    rate = region.tile_count / (time.perf_counter() - started)
-    return rate, f"measured: {model.name} on {model.device.type}, {model.precision}, {region.tile_count} tiles"
+
+def _crs_label(crs: str) -> str:
+    """``EPSG:32618`` for a CRS with a code (also one given as WKT), else its name: a table cell, not a WKT."""
+    from pyproj import CRS
+
+    parsed = CRS.from_user_input(crs)
+    code = parsed.to_epsg()
+    return f"EPSG:{code}" if code else parsed.name
 
 
 def _size(count: float) -> str:

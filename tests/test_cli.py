@@ -1,0 +1,158 @@
+"""``xterramind`` given ordinary mistakes: every subcommand exits with one line naming the fix in the command
+line's own words (a flag, a setting of the run file), never a traceback; the dry run's table and weights."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+import zarr
+
+from xterramind import cli, runtime
+from xterramind.data import SAMPLE_STACK
+
+ROOT = Path(__file__).parents[1]
+AREA = [9.0, 45.0, 9.12, 45.08]
+
+
+def _run_file(folder: Path, name: str, **settings) -> Path:
+    path = folder / name
+    path.write_text(yaml.safe_dump({"area": AREA, "source": {"synthetic": {"modalities": ["S2L2A"]}},
+                                    "model": "terramind_micro", "weights": "random", "device": "cpu",
+                                    "output": "out.zarr", "region": 24} | settings))
+    return path
+
+
+@pytest.fixture(scope="module")
+def places(tmp_path_factory, micro, cube):
+    """The paths the mistakes are made with: stores of embeddings and of tokens, a cell export, a plain folder
+    and file, and run files."""
+    folder = tmp_path_factory.mktemp("cli")
+    small = cube.isel(y=slice(0, 224), x=slice(0, 224))
+    small.terramind.embed(micro).terramind.to_zarr(folder / "embeddings.zarr", progress=False)
+    small.terramind.tokenize("S2L2A", micro).terramind.to_zarr(folder / "tokens.zarr", progress=False)
+    assert cli.main(["export", str(folder / "embeddings.zarr"), str(folder / "cells")]) == 0
+    (folder / "plain").mkdir()
+    (folder / "plain" / "mine.txt").write_text("mine")
+    (folder / "file.txt").write_text("mine")
+    (folder / "bad.yaml").write_text("area: [1, 2\n")
+    zarr.open_group(str(folder / "run.zarr"), mode="w").attrs["xterramind_run"] = {"zones": {"utm32n": "EPSG:32632",
+                                                                                       "utm33n": "EPSG:32633"}}
+    places = {"store": folder / "embeddings.zarr", "tokens": folder / "tokens.zarr", "cells": folder / "cells",
+              "folder": folder / "plain", "file": folder / "file.txt", "missing": folder / "nothere.zarr",
+              "new": folder / "new", "bad": folder / "bad.yaml", "run": folder / "run.zarr"}
+    for name, settings in {"generate": {"verb": "generate"}, "tokenize": {"verb": "tokenize"},
+                           "option": {"options": {"batchsize": 3}}, "planned": {"options": {"tile_size": 3}},
+                           "gpu": {"gpu": "maybe"}, "flight": {"in_flight": 0}, "verb": {"verb": "paint"},
+                           "model": {"model": "terramind_v9"}, "auto": {"weights": "auto"},
+                           "taken": {"output": str(folder / "plain")}, "ok": {},
+                           "nocube": {"source": {"cube": str(folder / "plain")}}}.items():
+        places[name] = _run_file(folder, f"{name}.yaml", **settings)
+    return places
+
+
+MISTAKES = [  # arguments, exit code, what the one line must say
+    ("export {missing} {new}", 1, ["there is no store", "`xterramind demo`"]),
+    ("export {folder} {new}", 1, ["not a zarr store", "`xterramind demo`"]),
+    ("export {file} {new}", 1, ["not a zarr store"]),
+    ("export {tokens} {new}", 1, ["holds tokens, not embeddings", "--variable"]),
+    ("export {store} {cells}", 1, ["exists", "--overwrite"]),
+    ("export {store} {file}", 1, ["is a file"]),
+    ("export {store} {store}/.. --overwrite", 1, ["holds the store being exported"]),
+    ("export {run} {new}", 1, ["area run with zones", "--zone utm32n"]),
+    ("export {store} {new} --zone utm32n", 1, ["not an area run", "leave out --zone"]),
+    ("export {store} {new} --cell 100", 1, ["--cell must be a positive multiple"]),
+    ("export {store} {new} --cell -16", 1, ["--cell must be a positive multiple"]),
+    ("export {store} {new} --cell x", 2, ["argument --cell"]),
+    ("search {missing} --lonlat 0 0", 1, ["not an xterramind cell export", "`xterramind export"]),
+    ("search {store} --lonlat 0 0", 1, ["`xterramind export"]),
+    ("search {cells} --lonlat -75.62 37.67 -k 0", 1, ["-k must be at least 1"]),
+    ("search {cells}", 2, ["--lonlat", "--bbox"]),
+    ("demo --output {file}", 1, ["is a file", "--output"]),
+    ("demo --output {file}/inside", 1, ["--output"]),
+    ("demo --zarr-format 4", 2, ["--zarr-format"]),
+    ("models --all", 2, ["unrecognized"]),
+    ("run {missing}", 1, ["cannot read the run configuration"]),
+    ("run {folder}", 1, ["cannot read the run configuration"]),
+    ("run {bad} --dry-run", 1, ["not valid YAML"]),
+    ("run {generate} --dry-run", 1, ["verb: generate needs options: {targets: [LULC]}"]),
+    ("run {tokenize} --dry-run", 1, ["verb: tokenize needs options: {modality: S2L2A}"]),
+    ("run {option} --dry-run", 1, ["options: unknown ['batchsize']", "batch_size"]),
+    ("run {planned} --dry-run", 1, ["belong to the plan", "region:"]),
+    ("run {gpu} --dry-run", 1, ["gpu: must be one of auto, true, false"]),
+    ("run {flight} --dry-run", 1, ["in_flight: must be"]),
+    ("run {verb} --dry-run", 1, ["verb: must be one of embed, generate, tokenize"]),
+    ("run {model} --dry-run", 1, ["model: unknown model"]),
+    ("run {nocube} --dry-run", 1, ["source: {cube: ...}", "neither a zarr store nor a raster file"]),
+    ("run {auto} --dry-run", 1, ["weights: random", "--tiles-per-second N"]),
+    ("run {ok} --dry-run --tiles-per-second 0", 1, ["--tiles-per-second must be a positive number"]),
+    ("run {ok} --limit 0", 2, ["argument --limit"]),
+    ("run {taken} --tiles-per-second 100", 1, ["is not an xterramind run store", "--overwrite"]),
+]
+
+
+def _one_line_error(capsys, argv: list[str]) -> tuple[int, str]:
+    try:
+        code = cli.main(argv)
+    except SystemExit as exit:  # argparse's usage errors
+        code = exit.code
+    printed = capsys.readouterr().err
+    lines = printed.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("xterramind: error: ") and "Traceback" not in printed, printed
+    return code, lines[0]
+
+
+@pytest.mark.parametrize(("arguments", "code", "says"), MISTAKES, ids=[m[0] for m in MISTAKES])
+def test_a_mistake_gets_one_line_with_the_fix_in_the_command_line_s_words(places, capsys, arguments, code, says):
+    loads = sum(runtime.loads.values())
+    got, line = _one_line_error(capsys, [part.format(**places) for part in arguments.split()])
+    assert got == code, line
+    assert all(text in line for text in says), line
+    assert not re.search(r"\w=|\(\)|\[Errno", line), line  # no Python: keywords (overwrite=True), calls, errno
+    if arguments.startswith("run") and "verb" in line:
+        assert sum(runtime.loads.values()) == loads  # found before any model was built
+    assert (places["folder"] / "mine.txt").read_text() == "mine" and places["file"].read_text() == "mine"
+
+
+def test_the_console_script_gives_the_same_line(places, tmp_path):
+    """The installed ``xterramind`` command, not only ``main``: exit status and the bare line."""
+    script = Path(sys.executable).with_name("xterramind")
+    environment = os.environ | {"PYTHONPATH": str(ROOT)}  # the code under test, wherever the package is installed
+    for arguments, fix in [(["export", str(places["missing"]), "c4"], "`xterramind demo`"),
+                           (["run", str(places["generate"]), "--dry-run"], "options: {targets: [LULC]}")]:
+        done = subprocess.run([str(script), *arguments], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                              env=environment)
+        assert done.returncode == 1 and done.stdout == "", done.stderr
+        assert done.stderr.count("\n") == 1 and done.stderr.startswith("xterramind: error: ") and fix in done.stderr
+
+
+def test_a_dry_run_given_the_speed_needs_no_weights_and_names_the_crs_shortly(tmp_path, capsys):
+    """terramind_micro has no official checkpoint: with ``weights: auto`` only a run that needs the weights fails.
+    A cube's grid comes with a WKT CRS; the table shows its EPSG code."""
+    config = tmp_path / "cube.yaml"
+    config.write_text(yaml.safe_dump({"area": [-75.64, 37.65, -75.6, 37.69], "source": {"cube": str(SAMPLE_STACK)},
+                                      "model": "terramind_micro", "weights": "auto", "output": "cube.zarr",
+                                      "region": 24}))
+    assert cli.main(["run", str(config), "--dry-run", "--tiles-per-second", "5"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[1].split()[:2] == ["utm18n", "EPSG:32618"] and "[" not in "\n".join(table)
+    assert table[-1].endswith("at 5.0 tiles/s (given)")
+    assert not (tmp_path / "cube.zarr").exists()
+
+
+def test_library_fixes_are_said_as_flags_and_settings():
+    flags = {"overwrite": "--overwrite", "zone": "--zone", "cell": "--cell"}
+    for python, spoken in [("x exists; pass overwrite=True to replace it", "x exists; pass --overwrite to replace it"),
+                           ("open one with zone=, e.g. zone='utm32n'", "open one with --zone, e.g. --zone utm32n"),
+                           ("no cell, or cell must be 16", "no cell, or --cell must be 16")]:
+        assert cli.in_cli_words(python, flags) == spoken
+    settings = {"composite": "source", "gpu": None, "weights": None, "time": "source", "top_k": "options"}
+    assert (cli.in_cli_words("use a composite (composite='median'), not cube.isel(time=0)", {}, settings)
+            == "use a composite (source: {composite: median}), not cube.isel(time=0)")
+    assert cli.in_cli_words("pass gpu=False; got top_k=-1", {}, settings) == "set gpu: false; got top_k=-1"
+    assert (cli.in_cli_words("Fix it one way:\n  - pass the file: load_model('tiny', weights='/a/t.pt');\n"
+                             "  - or weights='random'.", {}, settings)
+            == "Fix it one way: pass the file: weights: /a/t.pt; or weights: random.")
