@@ -156,3 +156,20 @@ def test_library_fixes_are_said_as_flags_and_settings():
     assert (cli.in_cli_words("Fix it one way:\n  - pass the file: load_model('tiny', weights='/a/t.pt');\n"
                              "  - or weights='random'.", {}, settings)
             == "Fix it one way: pass the file: weights: /a/t.pt; or weights: random.")
+
+
+def test_ctrl_c_says_how_far_it_got_in_the_command_line_s_words(monkeypatch, capsys):
+    from xterramind import cli
+    from xterramind.errors import Interrupted
+
+    def interrupted(args):
+        raise Interrupted("writing lulc.zarr: interrupted after 3 of 9 regions; run the same call again to resume")
+
+    monkeypatch.setattr(cli, "run", interrupted)
+    assert cli.main(["run", "area.yaml"]) == 130
+    err = capsys.readouterr().err
+    assert err == ("xterramind: writing lulc.zarr: interrupted after 3 of 9 regions; run the same command again "
+                   "to resume\n")
+    monkeypatch.setattr(cli, "run", lambda args: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert cli.main(["run", "area.yaml"]) == 130
+    assert capsys.readouterr().err == "xterramind: interrupted\n"

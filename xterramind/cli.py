@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, list_models, load_model
-from .errors import InputError, StoreError, WeightsUnavailableError, XterramindError
+from .errors import InputError, Interrupted, StoreError, WeightsUnavailableError, XterramindError
 from .models import get_config
 from .models.registry import tokenizer_config
 from .models.weights import locate_official
@@ -349,6 +349,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"xterramind: error: {in_cli_words(str(error), subcommands[args.command].flags, settings)}",
               file=sys.stderr)
         return 1
+    except KeyboardInterrupt as stop:  # Ctrl-C: how far it got (a write's Interrupted says), without a traceback
+        said = str(stop).replace("the same call", "the same command") if isinstance(stop, Interrupted) else ""
+        print(f"xterramind: {said or 'interrupted'}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
