@@ -310,13 +310,14 @@ def consolidate(path) -> None:
 def open_result(path: str | os.PathLike, *, zone: str | None = None) -> xr.DataArray | xr.Dataset:
     """Open a store written by xterramind as the georeferenced result that was written: the DataArray
     (embeddings, tokens) or Dataset (generated products), lazy, with its CRS, transform and attributes.
+    Any other zarr store opens as a Dataset, its CF grid mapping decoded.
 
     A plain ``xarray.open_zarr`` without ``decode_coords="all"`` leaves ``spatial_ref`` a data variable
     and ``rio.crs`` unset; this is the way that gives the result back as it was. An area run's store
     holds one store per zone: name it with ``zone=`` (a run of one zone needs none).
 
     Raises:
-        StoreError: nothing at ``path``, not an xterramind store, or a run store without a valid ``zone``.
+        StoreError: nothing at ``path``, not a zarr store, or a run store without a valid ``zone``.
 
     Example:
         >>> lulc = xterramind.open("xterramind-demo/lulc.zarr")
@@ -334,9 +335,9 @@ def open_result(path: str | os.PathLike, *, zone: str | None = None) -> xr.DataA
             raise StoreError(f"{path} is an area run with zones {zones}; open one with zone=, e.g. zone={zones[0]!r}")
     elif zone is not None:
         raise StoreError(f"{path} is a single store, not an area run: it has no zones; leave out zone=")
-    if LEDGER not in _group(path, zone):
-        raise StoreError(f"{path} is not a store written by xterramind (it has no {LEDGER}/ ledger group)")
-    dataset = xr.open_zarr(str(path), group=zone, decode_coords="all")
+    if not list(_group(path, zone).array_keys()):
+        raise StoreError(f"{path} holds no arrays: it is not a store of results")
+    dataset = xr.open_zarr(str(path), group=zone, decode_coords="all")  # any georeferenced zarr opens the same way
     name = dataset.attrs.get(RESULT_VARIABLE)
     return dataset[name] if name in dataset.data_vars else dataset
 
