@@ -115,8 +115,10 @@ class AxisTiling:
         """``(tiles, tile * patch)`` per-pixel weights for blending overlapping tile outputs.
 
         Where tile ``i`` overlaps its neighbour, its weight follows a raised cosine from about 0 at its
-        edge to 1, and the neighbour's the complementary one, so two overlapping tiles' weights add up
-        to 1; elsewhere it is 1. Weights depend only on the global lattice, never on regions.
+        edge to 1, and the neighbour's the complementary one; elsewhere it is 1. Where a third tile
+        overlaps too (an edge tile shifted inward onto two others), the ramps are divided by their sum,
+        so the weights of the tiles covering a pixel always add up to 1. Weights depend only on the
+        global lattice, never on regions.
         """
         size = self.tile * patch
         pixels = np.arange(size) + 0.5
@@ -129,7 +131,10 @@ class AxisTiling:
             rising = 0.5 - 0.5 * np.cos(np.pi * np.clip(pixels[:zone] / zone, 0, 1))  # over the zone, in tile i+1
             weights[i + 1, :zone] *= rising
             weights[i, size - zone :] *= 1 - rising
-        return weights
+        positions = starts[:, None] + np.arange(size)  # each tile pixel's place on the axis
+        total = np.zeros(positions.max() + 1)
+        np.add.at(total, positions, weights)
+        return weights / total[positions]
 
 
 @dataclass(frozen=True)
