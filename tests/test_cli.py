@@ -38,12 +38,14 @@ def places(tmp_path_factory, micro, cube):
     (folder / "plain").mkdir()
     (folder / "plain" / "mine.txt").write_text("mine")
     (folder / "file.txt").write_text("mine")
+    (folder / "demo" / "embeddings.zarr").mkdir(parents=True)  # a folder of the user's where the demo writes
+    (folder / "demo" / "embeddings.zarr" / "mine.txt").write_text("mine")
     (folder / "bad.yaml").write_text("area: [1, 2\n")
     zarr.open_group(str(folder / "run.zarr"), mode="w").attrs["xterramind_run"] = {"zones": {"utm32n": "EPSG:32632",
                                                                                        "utm33n": "EPSG:32633"}}
     places = {"store": folder / "embeddings.zarr", "tokens": folder / "tokens.zarr", "cells": folder / "cells",
               "folder": folder / "plain", "file": folder / "file.txt", "missing": folder / "nothere.zarr",
-              "new": folder / "new", "bad": folder / "bad.yaml", "run": folder / "run.zarr"}
+              "new": folder / "new", "bad": folder / "bad.yaml", "run": folder / "run.zarr", "demo": folder / "demo"}
     for name, settings in {"generate": {"verb": "generate"}, "tokenize": {"verb": "tokenize"},
                            "option": {"options": {"batchsize": 3}}, "planned": {"options": {"tile_size": 3}},
                            "gpu": {"gpu": "maybe"}, "flight": {"in_flight": 0}, "verb": {"verb": "paint"},
@@ -72,6 +74,8 @@ MISTAKES = [  # arguments, exit code, what the one line must say
     ("search {cells} --lonlat -75.62 37.67 -k 0", 1, ["-k must be at least 1"]),
     ("search {cells}", 2, ["--lonlat", "--bbox"]),
     ("demo --output {file}", 1, ["is a file", "--output"]),
+    ("demo --output {demo}", 1, ["did not write and will not replace", "--output"]),
+    ("export {store} {new} --variable nope", 1, ["no variable 'nope'", "--variable embeddings"]),
     ("demo --output {file}/inside", 1, ["--output"]),
     ("demo --zarr-format 4", 2, ["--zarr-format"]),
     ("models --all", 2, ["unrecognized"]),

@@ -329,3 +329,59 @@ def test_ctrl_c_stops_a_write_within_a_region_and_the_same_call_resumes(result, 
     uninterrupted = cube.terramind.embed(micro, chunks=6).terramind.to_zarr(tmp_path / "whole.zarr", progress=False)
     assert uninterrupted.written == 25
     np.testing.assert_array_equal(xterramind.open(store).values, xterramind.open(tmp_path / "whole.zarr").values)
+
+
+# -- overwrite=True replaces only what xterramind wrote --------------------------------------------------
+
+
+def test_overwrite_never_deletes_what_xterramind_did_not_write(result, tmp_path, monkeypatch):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "thesis.tex").write_text("years of work")
+    monkeypatch.chdir(folder)
+    for path in (".", "", folder, tmp_path):  # the working folder and what holds it
+        with pytest.raises(StoreError, match="current folder"):
+            result.terramind.to_zarr(path, overwrite=True)
+    other = tmp_path / "other.zarr"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep")
+    with pytest.raises(StoreError, match="did not write"):
+        result.terramind.to_zarr(other, overwrite=True)
+    (tmp_path / "file.zarr").write_text("a file")
+    with pytest.raises(StoreError, match="is a file"):
+        result.terramind.to_zarr(tmp_path / "file.zarr", overwrite=True)
+    assert (folder / "thesis.tex").read_text() == "years of work"
+    assert (other / "notes.txt").read_text() == "keep" and (tmp_path / "file.zarr").read_text() == "a file"
+    (tmp_path / "empty.zarr").mkdir()  # an empty folder and an earlier store are replaced
+    assert result.terramind.to_zarr(tmp_path / "empty.zarr", overwrite=True, progress=False).written == 9
+    assert result.terramind.to_zarr(tmp_path / "empty.zarr", overwrite=True, progress=False).written == 9
+
+
+def test_a_store_is_never_overwritten_with_a_result_read_from_it(result, tmp_path):
+    store = tmp_path / "emb.zarr"
+    result.terramind.to_zarr(store, progress=False)
+    expected = xterramind.open(store).values
+    for opened in (xterramind.open(store), xr.open_zarr(store, decode_coords="all")):
+        with pytest.raises(StoreError, match="reads from"):
+            opened.terramind.to_zarr(store, overwrite=True)
+    np.testing.assert_array_equal(xterramind.open(store).values, expected)  # untouched
+
+
+def test_overwriting_exports_and_area_runs_spares_other_folders(cube, micro, tmp_path):
+    from xterramind.planner import plan_grid
+    from xterramind.retrieval import export
+    from xterramind.runner import run
+    from xterramind.sources import CubeSource
+
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    (keep / "data.csv").write_text("1,2")
+    embeddings = cube.terramind.embed(micro, chunks=12)
+    with pytest.raises(StoreError, match="did not write"):
+        export(embeddings, keep, cell=32, overwrite=True, index=None)
+    plan = plan_grid(xterramind.modalities.grid_of(cube, "cube"), region=24)
+    with pytest.raises(StoreError, match="did not write"):
+        run(plan, CubeSource(cube), "embed", micro, keep, overwrite=True, progress_bar=False)
+    assert (keep / "data.csv").read_text() == "1,2"
+    assert export(embeddings, tmp_path / "cells", cell=32, index=None).rows
+    assert export(embeddings, tmp_path / "cells", cell=32, index=None, overwrite=True).rows  # its own: replaced

@@ -16,7 +16,7 @@ from .errors import InputError, Interrupted, StoreError, WeightsUnavailableError
 from .models import get_config
 from .models.registry import tokenizer_config
 from .models.weights import locate_official
-from .store import DEFAULT_ZARR_FORMAT, open_result
+from .store import DEFAULT_ZARR_FORMAT, is_store, open_result
 
 
 def _official_or_random(name: str, download: bool):
@@ -64,6 +64,10 @@ def demo(args: argparse.Namespace) -> None:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise InputError(f"cannot make the --output folder {output}: {error.strerror}; give another --output") from None
+    strangers = [name for name in ("embeddings.zarr", "lulc.zarr") if (output / name).exists() and not is_store(output / name)]
+    if strangers:
+        raise InputError(f"--output {output} holds {strangers}, which the demo did not write and will not replace: give "
+                         "another --output")
     cube = open_sample()
     model = _official_or_random(args.model, args.download)
     products = {"embeddings.zarr": cube.terramind.embed(model), "lulc.zarr": cube.terramind.generate("LULC", model, seed=0)}
@@ -71,7 +75,7 @@ def demo(args: argparse.Namespace) -> None:
     print(f"input:  bundled Sentinel-2 scene, {cube.sizes['y']} x {cube.sizes['x']} px at 10 m, "
           f"modalities {products['embeddings.zarr'].attrs['modalities']}, {cube.rio.crs}")
     for name, product in products.items():
-        if (output / name).exists():
+        if is_store(output / name):
             print(f"replacing the previous demo output {output / name}")
         print(f"wrote   {product.terramind.to_zarr(output / name, overwrite=True, zarr_format=args.zarr_format)}")
     embeddings = open_result(output / "embeddings.zarr").values
@@ -96,6 +100,10 @@ def export(args: argparse.Namespace) -> None:
         result = open_result(args.store, zone=args.zone)
     except StoreError as error:  # one about an area run's zones names its fix (--zone) already
         raise StoreError(str(error) if "zone" in str(error) else f"{error}; {hint}") from None
+    names = list(result.data_vars) if isinstance(result, xr.Dataset) else [result.name]
+    if args.variable != "embeddings" and args.variable not in names:  # named, and not there
+        raise InputError(f"{args.store} has no variable {args.variable!r}: it has {names}; name one with "
+                         f"--variable {names[0]}")
     embeddings = result.get(args.variable) if isinstance(result, xr.Dataset) else result
     if embeddings is None or embeddings.attrs.get("product") != "embeddings":
         held = result.attrs.get("product") or list(result.data_vars)

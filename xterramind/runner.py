@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import inspect
 import logging
 import math
 import os
@@ -40,6 +39,7 @@ import xarray as xr
 import zarr
 
 from . import progress, store
+from .arguments import keywords, unknown
 from .engine import Verb, check_model, embed_verb, valid_pixels
 from .errors import InputError, Interrupted
 from .generate import generate_verb, tokenize_verb
@@ -225,9 +225,7 @@ def verb_options(verb: str) -> tuple[list[str], list[str]]:
     """
     if verb not in VERBS:
         raise InputError(f"verb must be one of {sorted(VERBS)}, got {verb!r}")
-    parameters = inspect.signature(VERBS[verb]).parameters.values()
-    options = [p for p in parameters if p.name not in ("cube", "model", *PLANNED)]
-    return [p.name for p in options if p.default is p.empty], sorted(p.name for p in options)
+    return keywords(VERBS[verb], skip=("cube", "model", *PLANNED))
 
 
 def option_mistakes(verb: str, options: dict) -> tuple[list[str], list[str], list[str]]:
@@ -240,8 +238,7 @@ def option_mistakes(verb: str, options: dict) -> tuple[list[str], list[str], lis
     """
     required, taken = verb_options(verb)
     planned = sorted(set(PLANNED) & set(options))
-    unknown = sorted(set(options) - set(PLANNED) - set(taken))
-    return planned, unknown, [name for name in required if name not in options]
+    return planned, unknown(options, [*PLANNED, *taken]), [name for name in required if name not in options]
 
 
 def check_options(verb: str, options: dict) -> None:
@@ -553,16 +550,20 @@ def _check_root(path: Path, plan: Plan, *, resume: bool, overwrite: bool) -> boo
     return True
 
 
+def _is_run_store(path: Path) -> bool:
+    try:
+        return RUN_ATTR in zarr.open_group(str(path), mode="r").attrs
+    except (FileNotFoundError, NotADirectoryError, zarr.errors.GroupNotFoundError,
+            zarr.errors.NodeTypeValidationError):
+        return False
+
+
 def _open_root(path: Path, plan: Plan, *, resume: bool, overwrite: bool, zarr_format: int) -> Path:
     """The store's root group: created, or an earlier run's reopened (its zones must be this plan's)."""
     if _check_root(path, plan, resume=resume, overwrite=overwrite):
         return path
-    if path.is_dir():  # only with overwrite
-        import shutil
-
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()
+    if path.exists():  # only with overwrite
+        store.remove(path, written_by_xterramind=_is_run_store)
     zones = {zone.name: zone.crs for zone in plan.zones}
     zarr.open_group(str(path), mode="w-", zarr_format=zarr_format).attrs[RUN_ATTR] = {"zones": zones}
     return path

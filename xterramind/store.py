@@ -25,6 +25,7 @@ import os
 import shutil
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,6 +114,10 @@ def prepare(result: xr.DataArray | xr.Dataset, store: str | os.PathLike, *, resu
     layout = _Layout.of(dataset)
     path = Path(store).expanduser()
     fingerprint = _fingerprint(dataset, zarr_format)
+    sources = [dataset.encoding.get("source"), *(var.encoding.get("source") for var in dataset.data_vars.values())]
+    if overwrite and path.exists() and path.resolve() in {Path(s).resolve() for s in sources if s}:
+        raise StoreError(f"the result reads from {path}: overwrite=True would delete its own input; write to another "
+                         "path")
     if not _prepare(path, fingerprint, resume=resume, overwrite=overwrite):
         _write_template(dataset, path, zarr_format, fingerprint, layout)
     return Target(str(path), layout)
@@ -246,7 +251,7 @@ def _prepare(path: Path, fingerprint: dict, *, resume: bool, overwrite: bool) ->
     if not path.exists():
         return False
     if overwrite:
-        shutil.rmtree(path)
+        remove(path, written_by_xterramind=is_store)
         return False
     try:
         previous = zarr.open_group(str(path), path=LEDGER, mode="r").attrs["fingerprint"]
@@ -261,6 +266,32 @@ def _prepare(path: Path, fingerprint: dict, *, resume: bool, overwrite: bool) ->
             "write to another path, or pass overwrite=True to replace it"
         )
     return True
+
+
+def is_store(path: Path) -> bool:
+    """Whether ``path`` is a store that xterramind wrote (it has the ledger group with a fingerprint)."""
+    try:
+        return "fingerprint" in zarr.open_group(str(path), path=LEDGER, mode="r").attrs
+    except (FileNotFoundError, NotADirectoryError, zarr.errors.GroupNotFoundError,
+            zarr.errors.NodeTypeValidationError):
+        return False
+
+
+def remove(path: Path, *, written_by_xterramind: Callable[[Path], bool]) -> None:
+    """Delete ``path`` for ``overwrite=True``, but only what xterramind wrote there (or an empty folder):
+    never a folder of other files, a file, or a folder that holds the working directory or the home."""
+    path = Path(path).expanduser()
+    resolved = path.resolve()
+    if resolved in (Path.cwd().resolve(), *Path.cwd().resolve().parents, Path.home().resolve()):
+        raise StoreError(f"{path} holds the current folder or the home folder: overwrite=True will not delete it; "
+                         "write to a path of its own, e.g. 'result.zarr'")
+    if not path.is_dir():
+        raise StoreError(f"{path} is a file, not a store: overwrite=True replaces only what xterramind wrote; "
+                         "remove the file yourself or pick another path")
+    if any(path.iterdir()) and not written_by_xterramind(path):
+        raise StoreError(f"{path} holds files xterramind did not write: overwrite=True replaces only what xterramind "
+                         "wrote; remove the folder yourself or pick another path")
+    shutil.rmtree(path)
 
 
 def _differences(a, b, prefix="") -> list[str]:
@@ -339,7 +370,11 @@ def open_result(path: str | os.PathLike, *, zone: str | None = None) -> xr.DataA
         raise StoreError(f"{path} holds no arrays: it is not a store of results")
     dataset = xr.open_zarr(str(path), group=zone, decode_coords="all")  # any georeferenced zarr opens the same way
     name = dataset.attrs.get(RESULT_VARIABLE)
-    return dataset[name] if name in dataset.data_vars else dataset
+    if name not in dataset.data_vars:
+        return dataset
+    result = dataset[name]
+    result.encoding["source"] = dataset.encoding["source"]  # where it reads from (so it is never overwritten)
+    return result
 
 
 def _group(path: Path, name: str | None):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import json
-import shutil
 import time as clock
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from .. import progress
 from ..errors import InputError
 from ..grid import PixelGrid
 from ..modalities import grid_of
+from ..store import remove
 
 META = "_export.json"  # "_" keeps it out of the GeoParquet dataset the folder is
 
@@ -98,7 +98,7 @@ def export(embeddings: xr.DataArray, path, *, cell: int = 224, quantize: str | N
     if folder.exists():
         if not overwrite:
             raise InputError(f"{folder} exists; pass overwrite=True to replace it, or choose another path")
-        shutil.rmtree(folder)
+        remove(folder, written_by_xterramind=lambda folder: (folder / META).is_file())
     folder.mkdir(parents=True)
     grid = grid_of(embeddings.isel(embedding=0), "the embeddings")
     job = _Cells(grid, size, quantize, str(embeddings.attrs.get("model", "")), str(embeddings.attrs.get("weights", "")),
