@@ -177,3 +177,11 @@ def test_ctrl_c_says_how_far_it_got_in_the_command_line_s_words(monkeypatch, cap
     monkeypatch.setattr(cli, "run", lambda args: (_ for _ in ()).throw(KeyboardInterrupt))
     assert cli.main(["run", "area.yaml"]) == 130
     assert capsys.readouterr().err == "xterramind: interrupted\n"
+
+
+def test_a_run_whose_output_holds_something_else_fails_before_the_speed_is_measured(places, capsys):
+    loads = sum(runtime.loads.values())
+    code, line = _one_line_error(capsys, ["run", str(places["taken"])])
+    assert code == 1 and "is not an xterramind run store" in line and "--overwrite" in line
+    assert sum(runtime.loads.values()) == loads  # no model built, nothing measured
+    assert (places["folder"] / "mine.txt").read_text() == "mine"

@@ -175,3 +175,13 @@ def test_command_line_export_and_search(embeddings, tmp_path, capsys):
     assert row["cell_id"] in printed.splitlines()[1] and "score" in printed
     assert main(["search", str(tmp_path / "nowhere"), "--lonlat", "0", "0"]) == 1
     assert "not an xterramind cell export" in capsys.readouterr().err
+
+
+def test_an_ivf_index_asked_for_too_few_cells_is_exact_with_a_warning(embeddings, tmp_path):
+    from xterramind.errors import InputWarning
+
+    with pytest.warns(InputWarning, match="too few for an ivf index"):
+        embeddings.terramind.export(tmp_path / "cells", cell=32, index="ivf")
+    cells = xterramind.retrieval.open(tmp_path / "cells")
+    assert cells.similar((-75.62, 37.67), k=3)["rank"].tolist() == [1, 2, 3]
+    assert (tmp_path / "cells" / "_vectors.npy").exists() and not (tmp_path / "cells" / "_index.faiss").exists()

@@ -385,3 +385,24 @@ def test_overwriting_exports_and_area_runs_spares_other_folders(cube, micro, tmp
     assert (keep / "data.csv").read_text() == "1,2"
     assert export(embeddings, tmp_path / "cells", cell=32, index=None).rows
     assert export(embeddings, tmp_path / "cells", cell=32, index=None, overwrite=True).rows  # its own: replaced
+
+
+def test_an_interrupted_overwrite_says_how_to_resume_it(result, tmp_path, monkeypatch):
+    from xterramind import progress
+    from xterramind.errors import Interrupted
+
+    finished, run_here = [], progress.Job.run_here
+
+    def until_the_third(job):
+        if len(finished) == 2:
+            raise KeyboardInterrupt  # as Ctrl-C reaching the writing loop
+        finished.append(run_here(job))
+        return finished[-1]
+
+    monkeypatch.setattr(progress, "local_threads", lambda: 1)
+    monkeypatch.setattr(progress.Job, "run_here", until_the_third)
+    with pytest.raises(Interrupted, match="after 2 of 9 regions; run it again without overwrite=True to resume"):
+        result.terramind.to_zarr(tmp_path / "emb.zarr", overwrite=True, progress=False)
+    monkeypatch.undo()
+    report = result.terramind.to_zarr(tmp_path / "emb.zarr", progress=False)  # as it says
+    assert (report.skipped, report.written) == (2, 7)

@@ -77,7 +77,11 @@ def demo(args: argparse.Namespace) -> None:
     for name, product in products.items():
         if is_store(output / name):
             print(f"replacing the previous demo output {output / name}")
-        print(f"wrote   {product.terramind.to_zarr(output / name, overwrite=True, zarr_format=args.zarr_format)}")
+        try:
+            print(f"wrote   {product.terramind.to_zarr(output / name, overwrite=True, zarr_format=args.zarr_format)}")
+        except Interrupted:
+            raise Interrupted(f"the demo was interrupted while writing {output / name}; run `xterramind demo` again "
+                              "(it starts over)") from None
     embeddings = open_result(output / "embeddings.zarr").values
     classes = open_result(output / "lulc.zarr")["LULC"].values
     pixels = cube.sel(band=["B04", "B03", "B02"]).values.astype(np.float32)
@@ -137,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     source = config.make_source()
     plan = config.make_plan(source)
+    if not args.dry_run:  # an output that holds something else fails now, not after the speed is measured
+        runner.check_run_store(config.output, plan, resume=True, overwrite=args.overwrite)
     try:  # a dry run given the speed needs only the model's architecture, not its weights
         model = config.make_model(stand_in=args.dry_run and args.tiles_per_second is not None)
         forecast = runner.forecast(plan, source, config.verb, model, tiles_per_second=args.tiles_per_second,

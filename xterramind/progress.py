@@ -65,10 +65,11 @@ def local_threads() -> int:
     return dask.config.get("num_workers", None) or min(2, os.cpu_count() or 1)
 
 
-def run(jobs: Sequence[Job], description: str, progress: bool | None = None, *, resumable: bool = True) -> list:
+def run(jobs: Sequence[Job], description: str, progress: bool | None = None, *,
+        resume: str | None = "run the same call again to resume") -> list:
     """Run ``jobs`` and return their results in order: on the distributed client if one is active, else
-    on ``local_threads()`` threads. Ctrl-C raises ``Interrupted`` once the jobs in flight are done
-    (``resumable``: its message says that the same call resumes)."""
+    on ``local_threads()`` threads. Ctrl-C raises ``Interrupted`` once the jobs in flight are done; its
+    message ends with ``resume``, how to finish the work (None: nothing finishes it)."""
     results, done = [None] * len(jobs), 0
     with bar(len(jobs), description, progress) as ticker:
 
@@ -84,7 +85,7 @@ def run(jobs: Sequence[Job], description: str, progress: bool | None = None, *, 
             else:
                 _here(jobs, results, tick)
         except KeyboardInterrupt:
-            again = "; run the same call again to resume" if resumable else ""
+            again = f"; {resume}" if resume else ""
             raise Interrupted(f"{description}: interrupted after {done} of {len(jobs)} regions{again}") from None
     return results
 

@@ -80,7 +80,8 @@ def write(
     # a region's blocks of every variable are computed together, so the region task they share runs once
     jobs = [progress.Job(tuple(layout.block(dataset, index)), functools.partial(_write_block, target=target, index=index))
             for index in todo]
-    valid = progress.run(jobs, f"writing {path.name}", progress_bar)
+    resume = "run it again without overwrite=True to resume" if overwrite else "run the same call again to resume"
+    valid = progress.run(jobs, f"writing {path.name}", progress_bar, resume=resume)
     total = len(layout.block_indices())
     report = WriteReport(str(path), total, len(todo), total - len(todo), valid.count(False), time.perf_counter() - started)
     if todo and not any(valid) and not (ledger == DONE_VALID).any():

@@ -117,7 +117,7 @@ def export(embeddings: xr.DataArray, path, *, cell: int = 224, quantize: str | N
                                          job=job, name=name)
                 jobs.append(progress.Job((block,), then))
                 names.append(name)
-    counts = progress.run(jobs, f"exporting {folder.name}", progress_bar, resumable=False)
+    counts = progress.run(jobs, f"exporting {folder.name}", progress_bar, resume=None)
     parts = [(name, count) for name, count in zip(names, counts, strict=True) if count]
     meta = {"cell": cell, "cell_tokens": size, "patch_size": int(embeddings.attrs.get("patch_size", 16)),
             "crs": grid.crs, "transform": list(grid.transform)[:6], "lonlat_bounds": _lonlat_bounds(grid),

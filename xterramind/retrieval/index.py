@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, MissingDependencyError
+from ..errors import InputError, InputWarning, MissingDependencyError
 
 EXACT_LIMIT = 100_000
+IVF_MINIMUM = 16 * 39  # the fewest lists (16) times the training points faiss wants per list
 TRAIN_SAMPLE = 100_000
 
 
@@ -56,6 +58,10 @@ class VectorIndex:
             kind = "exact" if count <= EXACT_LIMIT else "ivf"
         if kind not in ("exact", "ivf"):
             raise InputError(f"index must be 'auto', 'exact' or 'ivf', got {kind!r}")
+        if kind == "ivf" and count < IVF_MINIMUM:  # k-means of the inverted lists needs many more vectors than lists
+            warnings.warn(f"{count} cells are too few for an ivf index (it needs {IVF_MINIMUM:,}); building the exact "
+                          "index instead, which is also the faster one at this size", InputWarning, stacklevel=2)
+            kind = "exact"
         folder = Path(folder)
         if kind == "exact":
             matrix = np.lib.format.open_memmap(folder / "_vectors.npy", mode="w+", dtype=np.float32, shape=(count, dim))
