@@ -165,6 +165,11 @@ UNIT_MISTAKES = {  # name: (the cube and its modalities= made from the sample, t
     "DEM with undeclared nodata": (
         lambda c: (c, {"S2L1C": None, "DEM": _modality(c, np.where(HEIGHTS > 2000, -32768, HEIGHTS), ["dem"])}),
         r"write_nodata"),
+    "S2 with its offset removed twice": (lambda c: (c.astype("float32") - 1000, None), r"far below 0.*offset"),
+    "S2 wrapped around in int8, as floats": (lambda c: (c.astype("int8").astype("float32"), None),
+                                             r"far below 0.*wrapped around"),
+    "S2 with an undeclared nodata -9999": (lambda c: (c.astype("float32").where(c.y > c.y[20], -9999), None),
+                                           r"far below 0.*write_nodata"),
 }
 
 
@@ -268,3 +273,140 @@ def test_spatial_dims_declared_to_rioxarray_are_honoured(cube, micro):
     np.testing.assert_array_equal(result.x.values, small.terramind.embed(micro, tile_size=160).x.values)
     dataset = declared.to_dataset(dim="band").rio.set_spatial_dims(x_dim="lon", y_dim="lat")
     assert dataset.terramind.embed(micro, tile_size=160).dims == ("embedding", "y", "x")
+
+
+# -- the grid must be north-up and regular, the dtype able to hold the values -----------------------------------
+
+
+def _small(cube, side=160):
+    return cube.isel(y=slice(0, side), x=slice(0, side))
+
+
+MIRRORED = {  # name: (the mirroring, the fix the message must give, that fix)
+    "south-up": (lambda c: c.isel(y=slice(None, None, -1)), r'south-up.*cube.sortby\("y", ascending=False\)',
+                 lambda c: c.sortby("y", ascending=False)),
+    "x decreasing": (lambda c: c.isel(x=slice(None, None, -1)), r'x coordinates decrease.*cube.sortby\("x"\)',
+                     lambda c: c.sortby("x")),
+    "both": (lambda c: c.isel(y=slice(None, None, -1), x=slice(None, None, -1)),
+             r'cube.sortby\("y", ascending=False\).sortby\("x"\)', lambda c: c.sortby("y", ascending=False).sortby("x")),
+}
+
+
+@pytest.mark.parametrize("case", MIRRORED, ids=list(MIRRORED))
+def test_a_mirrored_grid_is_refused_with_the_flip_that_fixes_it(cube, micro, case):
+    mirror, fix, flip = MIRRORED[case]
+    small = _small(cube)
+    mirrored = mirror(small)
+    for call in (lambda c, **o: c.terramind.embed(micro, tile_size=160, **o),
+                 lambda c, **o: c.terramind.generate("LULC", micro, tile_size=160, timesteps=1, **o)):
+        for given in (mirrored, mirrored.chunk({"y": 80, "x": 80})):  # lazily too: the coordinates tell at once
+            with pytest.raises(InputError, match=fix):
+                call(given)
+            with pytest.raises(InputError, match=fix):  # not a matter of taste: check_input=False does not let it pass
+                call(given, check_input=False)
+    np.testing.assert_array_equal(flip(mirrored).terramind.embed(micro, tile_size=160).values,
+                                  small.terramind.embed(micro, tile_size=160).values)
+
+
+@pytest.mark.parametrize("transform", [(10, 1, 0, 0, -10, 0), (10, 0, 0, 1, -10, 0), (8.66, 5, 0, 5, -8.66, 0)])
+def test_a_rotated_or_sheared_transform_is_refused_with_the_reprojection(cube, micro, transform):
+    small = _small(cube)
+    a, b, _, d, e, _ = transform
+    t = small.rio.transform()
+    rotated = small.rio.write_transform(Affine(a, b, t.c, d, e, t.f))
+    with pytest.raises(InputError, match=r"rotated or sheared.*north-up.*cube.rio.reproject\(cube.rio.crs\)"):
+        rotated.terramind.embed(micro, check_input=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # rioxarray notes it cannot recalculate a rotated transform
+        fixed = rotated.rio.reproject(rotated.rio.crs)
+    assert fixed.rio.transform().b == fixed.rio.transform().d == 0
+    assert np.isfinite(fixed.terramind.embed(micro, tile_size=160).values).any()
+
+
+def _jitter(values, size):
+    return values + np.random.default_rng(5).uniform(-size, size, values.size)
+
+
+UNEVEN = {
+    "x steps by 15 m once": ("x", lambda x: np.where(np.arange(x.size) >= 100, x + 5, x)),
+    "x jittered by 1 m": ("x", lambda x: _jitter(x, 1.0)),
+    "y jittered by 1 m": ("y", lambda y: _jitter(y, 1.0)),
+    "y jittered by 1 cm": ("y", lambda y: _jitter(y, 0.01)),
+    "y irregular but monotonic": ("y", lambda y: y[0] - np.cumsum(np.linspace(9, 11, y.size)) + 9),
+}
+
+
+@pytest.mark.parametrize("case", UNEVEN, ids=list(UNEVEN))
+def test_uneven_coordinates_are_refused_not_made_into_a_grid(cube, micro, case):
+    dim, change = UNEVEN[case]
+    uneven = _small(cube).assign_coords({dim: change(cube[dim].values[:160])})
+    for given in (uneven, uneven.chunk({"y": 80, "x": 80}), uneven.to_dataset(dim="band")):
+        with pytest.raises(InputError, match=rf"{dim} coordinates are not evenly spaced.*regular grid.*"
+                                             rf"cube.interp\({dim}=np.linspace\("):
+            given.terramind.embed(micro, tile_size=160, check_input=False)
+    coords = uneven[dim].values
+    fixed = uneven.interp({dim: np.linspace(coords[0], coords[-1], coords.size)})  # the fix it names works
+    assert fixed.terramind.embed(micro, tile_size=160).sizes["x"] == 10
+
+
+def test_coordinates_regular_up_to_their_float_rounding_pass_and_a_cm_off_does_not(cube, micro):
+    """float32 northings are only 0.5 m fine at 4,000 km: that is rounding, not an uneven grid; in float64 it is."""
+    small = _small(cube)
+    expected = small.terramind.embed(micro, tile_size=160).values
+    centres = np.arange(160) + 0.5
+    for dtype in ("float64", "float32"):  # a 10.003 m step, as a reprojection gives
+        moved = small.assign_coords(x=(442980.37 + 10.003 * centres).astype(dtype),
+                                    y=(4171980.37 - 10.003 * centres).astype(dtype))
+        assert (np.ptp(np.diff(moved.y.values)) > 0.1) == (dtype == "float32")  # rounded unevenly
+        np.testing.assert_allclose(moved.terramind.embed(micro, tile_size=160).values, expected, atol=1e-5)
+    off = small.assign_coords(y=4171980.37 - 10.003 * centres + np.where(np.arange(160) == 80, 0.01, 0))
+    with pytest.raises(InputError, match=r"y coordinates are not evenly spaced \(up to 0.01 off"):
+        off.terramind.embed(micro, tile_size=160)
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8"])
+@pytest.mark.parametrize("modality", ["S2L1C", "S2L2A"])
+def test_8_bit_sentinel2_is_refused_by_its_dtype_before_any_read(cube, micro, dtype, modality):
+    small = _small(cube) if modality == "S2L1C" else _small(cube).drop_sel(band="B10")
+    lazy = small.astype(dtype).chunk({"y": 80, "x": 80})
+    reads = []
+    counted = lazy.copy(data=lazy.data.map_blocks(lambda block: reads.append(1) or block,
+                                                       meta=np.array((), dtype=dtype)))
+    for modalities in (None, [modality]):
+        with pytest.raises(InputError, match=rf"{modality} has dtype {dtype}: 8-bit integers cannot hold Sentinel-2 "
+                                             r"reflectance x 10000.*16-bit integers or floats"):
+            counted.terramind.embed(micro, modalities=modalities, tile_size=160)
+    assert reads == []
+    rgb = (small.sel(band=["B04", "B03", "B02"]) / 3000 * 255).clip(0, 255).astype("uint8")  # 8-bit RGB is right
+    assert np.isfinite(rgb.terramind.embed(micro, modalities=["RGB"], tile_size=160).values).all()
+
+
+def test_far_negative_reflectance_is_refused_while_negative_db_passes(cube, micro):
+    small = _small(cube)
+    s1 = _s1(cube).isel(y=slice(0, 160), x=slice(0, 160)) - 8.0  # -20 dB: far below 0, and right
+    with pytest.raises(InputError, match=r"S2L1C values go far below 0"):
+        (small.astype("float32") - 1000).terramind.embed(micro, modalities={"S2L1C": None, "S1GRD": s1},
+                                                         tile_size=160).compute()
+    embedded = small.terramind.embed(micro, modalities={"S2L1C": None, "S1GRD": s1}, tile_size=160)
+    assert np.isfinite(embedded.values).all()
+
+
+def test_messages_name_bands_and_numbers_as_plain_values(cube, micro):
+    """numpy 2 prints its scalars as np.str_('B01') and np.float64(10.0): the messages must not."""
+    names = list(cube.band.values)
+    assert type(names[0]).__module__ == "numpy"
+    calls = {
+        "five names": lambda: cube.terramind.embed(micro, modalities={"S2L2A": names[:5]}),
+        "a missing band": lambda: cube.drop_sel(band="B10").terramind.embed(micro, modalities=["S2L1C"]),
+        "a Dataset without B10": lambda: cube.drop_sel(band="B10").to_dataset(dim="band").terramind.embed(
+            micro, modalities=["S2L1C"]),
+        "no modality": lambda: cube.isel(band=[0, 1]).terramind.embed(micro),
+        "another grid": lambda: cube.terramind.embed(micro, modalities={"S2L1C": None, "S1GRD": _s1(cube, shift=5)}),
+    }
+    for what, call in calls.items():
+        with pytest.raises(InputError) as raised:
+            call()
+        message = str(raised.value)
+        assert "np." not in message and ("'B01'" in message or "442980.0" in message), (what, message)
+    with pytest.raises(InputError, match=r"must list 12.*got 5"):
+        calls["five names"]()

@@ -101,15 +101,20 @@ class ModalityInput:
 
 def _band_names(cube: xr.Dataset | xr.DataArray) -> list:
     if isinstance(cube, xr.Dataset):
-        return [name for name, var in cube.data_vars.items() if {"y", "x"} <= set(var.dims)]
+        return _plain([name for name, var in cube.data_vars.items() if {"y", "x"} <= set(var.dims)])
     if "band" not in cube.dims:
         return [cube.name] if cube.name is not None else []
-    labels = list(cube["band"].values) if "band" in cube.coords else []
+    labels = _plain(cube["band"].values) if "band" in cube.coords else []
     descriptions = cube.attrs.get("long_name")
     unnamed = not labels or not isinstance(labels[0], str)
     if unnamed and isinstance(descriptions, (tuple, list)) and len(descriptions) == cube.sizes["band"]:
-        return list(descriptions)  # rioxarray keeps GeoTIFF band descriptions here
+        return _plain(descriptions)  # rioxarray keeps GeoTIFF band descriptions here
     return labels
+
+
+def _plain(names) -> list:
+    """Names as plain Python values: numpy 2 prints its scalars as ``np.str_('B01')`` in messages."""
+    return [name.item() if isinstance(name, np.generic) else name for name in names]
 
 
 def _select(cube, names: list, wanted: Sequence) -> xr.DataArray:
@@ -213,11 +218,18 @@ def resolve(
             if unknown or len(bands) != spec.channels:
                 raise InputError(
                     f"modalities['{spec.name}'] must list {spec.channels} of the cube's bands in the order "
-                    f"{list(spec.bands)}; unknown: {unknown}, the cube has {names}"
+                    f"{list(spec.bands)}; got {len(bands)}, unknown: {unknown}, the cube has {names}"
                 )
         data = _select(source, names, bands)
         if not (np.issubdtype(data.dtype, np.number) and not np.issubdtype(data.dtype, np.complexfloating)):
             raise InputError(f"{spec.name} has dtype {data.dtype}; expected real numbers (ints or floats)")
+        if spec.name in ("S2L1C", "S2L2A") and np.issubdtype(data.dtype, np.integer) and data.dtype.itemsize < 2:
+            raise InputError(
+                f"{spec.name} has dtype {data.dtype}: 8-bit integers cannot hold Sentinel-2 reflectance x 10000 "
+                "(values up to ~10000 wrap around or were quantised, as in a visual/TCI product). Give the reflectance "
+                "bands as 16-bit integers or floats (uint16, int16, float32; xterramind.stac.load gives them so), "
+                "without casting to 8 bits; a true-colour 8-bit image goes in as modalities=['RGB']"
+            )
         order = [d for d in ("time", "band", "y", "x") if d in data.dims]
         inputs.append(ModalityInput(spec, data.transpose(*order), _nodata(source, names, bands)))
     _check_same_grid(inputs)
@@ -261,7 +273,7 @@ def _requests(cube, modalities):
         elif value is None:
             requests.append((spec, cube, None))
         elif isinstance(value, Sequence) and not isinstance(value, str):
-            requests.append((spec, cube, list(value)))
+            requests.append((spec, cube, _plain(value)))
         else:
             raise InputError(f"modalities['{name}'] must be a list of band names or a cube, got {type(value).__name__}")
     if not requests:
@@ -414,6 +426,13 @@ def _reflectance(spec, sample):
         return (f"{spec.name} values look far too large for reflectance x 10000: 1% of them are above {top:.3g}, "
                 f"while TerraMind's training data has band means of {_means(spec)}. Scaled twice? divide by the "
                 f"extra factor (e.g. cube / 10)"), True
+    bottom = np.nanpercentile(sample, 1)
+    if bottom < -100:  # reflectance is not negative beyond noise: a wrong offset, wrapped integers or a nodata value
+        return (f"{spec.name} values go far below 0 for reflectance x 10000: 1% of them are below {bottom:.4g}. "
+                "An offset applied twice or wrongly (Sentinel-2's BOA_ADD_OFFSET of -1000 is removed once; "
+                "xterramind.stac.load does it), integers that wrapped around when cast, or an undeclared nodata "
+                "value (-9999)? fix the offset or the cast, or declare the nodata value with "
+                "cube.rio.write_nodata(value) or set it to NaN"), True
     return None
 
 
@@ -504,7 +523,8 @@ def _scale(crs: CRS, grid: PixelGrid) -> np.ndarray:
 
 
 def grid_of(data: xr.DataArray, what: str) -> PixelGrid:
-    """The pixel grid of a georeferenced DataArray; a clear error when it is not georeferenced."""
+    """The pixel grid of a georeferenced DataArray; a clear error when it has none that TerraMind can read: no CRS,
+    a rotated, mirrored (south-up, x decreasing) or uneven grid."""
     crs = data.rio.crs
     if crs is None:
         raise InputError(
@@ -513,7 +533,37 @@ def grid_of(data: xr.DataArray, what: str) -> PixelGrid:
         )
     if data.sizes["y"] < 2 or data.sizes["x"] < 2:
         raise InputError(f"{what} is {data.sizes['y']} x {data.sizes['x']} px: too small to infer its grid")
-    return PixelGrid(crs.to_wkt(), data.rio.transform(recalc=True), data.sizes["y"], data.sizes["x"])
+    t = data.rio.transform()  # a rotated one as written (recalculating it from the coordinates only warns)
+    if t.b or t.d:
+        raise InputError(f"{what} has a rotated or sheared transform {tuple(map(float, t))[:6]}; TerraMind's tiles "
+                         "need a north-up grid: reproject it first, e.g. cube.rio.reproject(cube.rio.crs)")
+    t = data.rio.transform(recalc=True)
+    flips = {}  # a mirrored image would be embedded as it is: the model learnt north-up, west-to-east pixels
+    if t.e > 0:
+        flips["its y coordinates increase (south-up)"] = 'sortby("y", ascending=False)'
+    if t.a < 0:
+        flips["its x coordinates decrease"] = 'sortby("x")'
+    if flips:
+        raise InputError(f"{what} is mirrored: {' and '.join(flips)}, but TerraMind reads north-up images "
+                         f"(y decreasing, x increasing). Flip it first: cube.{'.'.join(flips.values())}")
+    for dim in ("y", "x"):
+        _check_even(data[dim].values, dim, what)
+    return PixelGrid(crs.to_wkt(), t, data.sizes["y"], data.sizes["x"])
+
+
+def _check_even(coords: np.ndarray, dim: str, what: str) -> None:
+    """Refuse coordinates off a regular grid: the transform would be made up from the first and last ones."""
+    line = np.linspace(float(coords[0]), float(coords[-1]), coords.size)
+    off = float(np.abs(coords - line).max())
+    step = abs(line[1] - line[0])
+    # 1e-6 of a step, plus the rounding of the coordinates' own dtype (float32 eastings are ~0.03 m coarse)
+    if off > 1e-6 * step + 2 * float(np.spacing(np.abs(coords).max())):
+        raise InputError(
+            f"{what}: {dim} coordinates are not evenly spaced (up to {off:.3g} off a regular {step:.6g} step), so "
+            f"it has no pixel grid. Resample it onto a regular grid first, e.g. cube.interp({dim}=np.linspace("
+            f"{float(coords[0]):.10g}, {float(coords[-1]):.10g}, {coords.size})), or load it with rioxarray or "
+            "xterramind.stac.load, which give regular grids"
+        )
 
 
 def _check_same_grid(inputs: list[ModalityInput]) -> None:
@@ -523,8 +573,8 @@ def _check_same_grid(inputs: list[ModalityInput]) -> None:
             first = inputs[0].spec.name
             raise InputError(
                 f"{item.spec.name} and {first} are on different pixel grids ({grid.height} x {grid.width} px, "
-                f"transform {tuple(grid.transform)[:6]} vs {grids[0].height} x {grids[0].width} px, "
-                f"{tuple(grids[0].transform)[:6]}; same CRS: {same_crs(grid.crs, grids[0].crs)}). Put them on one "
+                f"transform {tuple(map(float, grid.transform))[:6]} vs {grids[0].height} x {grids[0].width} px, "
+                f"{tuple(map(float, grids[0].transform))[:6]}; same CRS: {same_crs(grid.crs, grids[0].crs)}). Put them on one "
                 f"grid first, e.g. {item.spec.name.lower()} = {item.spec.name.lower()}.rio.reproject_match({first.lower()})"
             )
     times = {item.data.sizes.get("time") for item in inputs}
