@@ -395,9 +395,9 @@ def test_the_dry_run_times_the_runner_s_model_task_on_regions_like_the_plan_s(mo
         assert [o.tiles for o in outcomes] == [inner, inner] and sum(forwarded) == 2 * inner  # a warm-up, one timed
         assert rate > 0 and f"{inner} tiles in" in measured_on
     outcomes.clear(), forwarded.clear()
-    large = plan_area(AREA, region=96).zones[0]  # regions of 8 x 8 tiles: the trial holds whole batches of 2
+    large = plan_area(AREA, region=96).zones[0]  # regions of 8 x 8 tiles: the trial holds 8 whole batches of 2
     runner.measure_tiles_per_second(large, SyntheticSource(), "embed", model, seconds=0, batch_size=2)
-    assert set(forwarded) == {2} and outcomes[0].tiles == 4 < large.region(0, 0).tile_count
+    assert set(forwarded) == {2} and outcomes[0].tiles == 16 < large.region(0, 0).tile_count
 
 
 def test_bad_options_limits_and_speeds_fail_before_a_cluster_starts(model, tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import xarray as xr
 
 from . import engine, generate, plot, retrieval, store
+from .arguments import check_keywords
 
 
 class TerraMindAccessor:
@@ -42,6 +43,7 @@ class TerraMindAccessor:
             >>> emb = cube.terramind.embed(model)            # lazy
             >>> emb.terramind.to_zarr("embeddings.zarr")     # computes, region by region
         """
+        check_keywords("embed", options, engine.embed_verb, skip=("cube", "model"))
         return engine.embed(self._obj, model, modalities, **options)
 
     def generate(self, targets, model, *, seed: int = 0, **options) -> xr.Dataset:
@@ -65,6 +67,7 @@ class TerraMindAccessor:
             >>> lulc = cube.terramind.generate("LULC", model, seed=42)
             >>> lulc.terramind.to_zarr("lulc.zarr")
         """
+        check_keywords("generate", options, generate.generate_verb, skip=("cube", "targets", "model"))
         return generate.generate(self._obj, targets, model, seed=seed, **options)
 
     def tokenize(self, modality: str, model, **options) -> xr.DataArray:
@@ -74,6 +77,7 @@ class TerraMindAccessor:
         Example:
             >>> tokens = cube.terramind.tokenize("S2L2A", model)
         """
+        check_keywords("tokenize", options, generate.tokenize_verb, skip=("cube", "modality", "model"))
         return generate.tokenize(self._obj, modality, model, **options)
 
     def detokenize(self, modality: str, model, *, seed: int = 0, **options):
@@ -83,6 +87,7 @@ class TerraMindAccessor:
         Example:
             >>> pixels = tokens.terramind.detokenize("S2L2A", model, timesteps=10)
         """
+        check_keywords("detokenize", options, generate.detokenize, skip=("tokens", "modality", "model"))
         return generate.detokenize(self._obj, modality, model, seed=seed, **options)
 
     def export(self, path, *, cell: int = 224, quantize=None, index="auto", overwrite: bool = False, progress=None):
@@ -120,6 +125,7 @@ class TerraMindAccessor:
             >>> cube.terramind.generate("LULC", model).terramind.plot().savefig("lulc.png")
             >>> embeddings.terramind.plot()                             # principal components as RGB
         """
+        check_keywords("plot", options, plot.plot, skip=("obj",))
         return plot.plot(self._obj, **options)
 
     def to_zarr(self, path, *, resume: bool = True, overwrite: bool = False, zarr_format: int = store.DEFAULT_ZARR_FORMAT,

@@ -26,6 +26,7 @@ import torch
 import xarray as xr
 
 from . import __version__
+from .arguments import flag, names, whole_number
 from .errors import InputError
 from .grid import PixelGrid, Region, Tiling, default_chunk, region_counts, regions
 from .modalities import ModalityInput, check_grid, check_units, grid_of, resolve
@@ -115,8 +116,13 @@ def plan(cube, model: TerraMindModel, modalities=None, *, tile_size=None, overla
 
     Pixels in degrees are refused; with ``check_input`` (the default) so are pixels far from the model's
     10 m and, for data in memory, implausible units (lazy data: each region task checks its window).
+    Every verb comes through here, so the tiling options' types are checked here, before anything uses them.
     """
     check_model(model)
+    tile_size, chunks, batch_size = (whole_number(name, value, 1, optional=True) for name, value in
+                                     (("tile_size", tile_size), ("chunks", chunks), ("batch_size", batch_size)))
+    overlap = whole_number("overlap", overlap, 0)
+    coords, check_input = flag("coords", coords), flag("check_input", check_input)
     inputs = resolve(cube, modalities) if inputs is None else inputs
     grid = grid_of(inputs[0].data, inputs[0].spec.name) if grid is None else grid
     if inputs[0].spec.kind == "image":
@@ -125,12 +131,10 @@ def plan(cube, model: TerraMindModel, modalities=None, *, tile_size=None, overla
         if check_input and not isinstance(item.data.data, da.Array):
             check_units(item.spec.name, np.asarray(item.data.data), item.nodata)
     tiling = Tiling(grid, model.config.image_size if tile_size is None else tile_size, overlap, model.config.patch_size)
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise InputError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
     if coords:
         model.coords_tokenizer()  # fail now, not in a worker, when the vocabulary is missing
     tiles = Tiles(tuple(item.spec.name for item in inputs), tuple(item.nodata for item in inputs), tiling, batch_size,
-                  bool(coords), bool(check_input))
+                  coords, check_input)
     return Plan(inputs, tiles, default_chunk(tiling) if chunks is None else chunks, inputs[0].data.sizes.get("time"))
 
 
@@ -362,15 +366,16 @@ def embed_verb(
     if merge not in ("mean", "max", "concat"):
         raise InputError(f"merge must be 'mean', 'max' or 'concat' for a token grid, got {merge!r}")
     depth = model.config.encoder_depth
+    layer, seed = whole_number("layer", layer), whole_number("seed", seed)
     if not -depth <= layer < depth:
         raise InputError(f"layer {layer} does not exist: {model.name} has {depth} encoder layers")
     work = plan(cube, model, modalities, tile_size=tile_size, overlap=overlap, chunks=chunks, batch_size=batch_size,
                 coords=coords, check_input=check_input)
     check_in_memory_validity(work.inputs)
-    thinking = tuple(token_spec(name).name for name in (tim or ()))
+    thinking = tuple(token_spec(name).name for name in names("tim", tim, "LULC"))
     grids = len(work.inputs) + len(thinking)
     job = EmbedJob(work.tiles, layer % depth, merge, model.config.dim * (grids if merge == "concat" else 1),
-                   thinking, int(seed))
+                   thinking, seed)
     attrs = provenance(model, work.tiles.modalities + ("coords",) * coords + thinking, seed if thinking else None, work)
     attrs |= {"product": "embeddings", "layer": layer, "merge": merge} | ({"tim": list(thinking)} if thinking else {})
 

@@ -17,6 +17,7 @@ import torch
 import xarray as xr
 from affine import Affine
 
+from .arguments import flag, names, number, whole_number
 from .engine import (
     Plan,
     Tiles,
@@ -157,7 +158,7 @@ def generate_verb(
 ) -> Verb:
     """Generating ``targets`` from the cube: a Dataset on the input's pixel grid (see the accessor)."""
     check_model(model)
-    specs = _targets(targets)
+    specs, seed, blend = _targets(targets), whole_number("seed", seed), flag("blend", blend)
     work = plan(cube, model, modalities, tile_size=tile_size, overlap=overlap, chunks=chunks, batch_size=batch_size,
                 coords=coords, check_input=check_input)
     taken = {resolve_modality(name).name for name in work.tiles.modalities}
@@ -166,7 +167,7 @@ def generate_verb(
         raise InputError(f"{clash} are inputs already; generate other modalities, or drop them from the inputs")
     check_in_memory_validity(work.inputs)
     sampling = _sampling(top_k, top_p, temperature, timesteps)
-    job = PixelJob(work.tiles, tuple(spec.name for spec in specs), sampling, int(seed), bool(blend))
+    job = PixelJob(work.tiles, tuple(spec.name for spec in specs), sampling, seed, blend)
     attrs = provenance(model, work.tiles.modalities + ("coords",) * coords, seed, work) | _sampling_attrs(sampling)
     attrs["blend"] = int(blend)
     attrs["tokenizers"] = {spec.name.removeprefix("tok_"): model.tokenizer_weights_id(spec.name) for spec in specs}
@@ -181,22 +182,18 @@ def generate(cube: xr.Dataset | xr.DataArray, targets: str | Sequence[str], mode
 
 
 def _targets(targets) -> list[ModalitySpec]:
-    names = [targets] if isinstance(targets, str) else list(targets)
-    if not names:
+    listed = names("targets", targets, "LULC")
+    if not listed:
         raise InputError("no targets: name what to generate, e.g. generate('LULC', model)")
-    specs = [token_spec(name) for name in names]
+    specs = [token_spec(name) for name in listed]
     if len({spec.name for spec in specs}) < len(specs):
-        raise InputError(f"targets repeat a modality: {names}")
+        raise InputError(f"targets repeat a modality: {listed}")
     return specs
 
 
 def _sampling(top_k, top_p, temperature, timesteps) -> Sampling:
-    if top_k < 0 or not 0 <= top_p <= 1 or temperature < 0 or timesteps < 1:
-        raise InputError(
-            f"sampling needs top_k >= 0, 0 <= top_p <= 1, temperature >= 0 and timesteps >= 1; got "
-            f"top_k={top_k}, top_p={top_p}, temperature={temperature}, timesteps={timesteps}"
-        )
-    return Sampling(int(top_k), float(top_p), float(temperature), int(timesteps))
+    return Sampling(whole_number("top_k", top_k, 0), number("top_p", top_p, 0, 1),
+                    number("temperature", temperature, 0), whole_number("timesteps", timesteps, 1))
 
 
 def _sampling_attrs(sampling: Sampling) -> dict:
@@ -309,7 +306,7 @@ def detokenize(tokens: xr.DataArray, modality: str, model: TerraMindModel, *, se
                tile_size=None, overlap=32, chunks=None, batch_size=None) -> xr.Dataset:
     """Lazily decode a token grid into pixels of ``modality`` on the 16x finer pixel grid."""
     check_model(model)
-    spec = token_spec(modality)
+    spec, seed = token_spec(modality), whole_number("seed", seed)
     if not isinstance(tokens, xr.DataArray) or not {"y", "x"} <= set(tokens.dims):
         raise InputError("detokenize needs a DataArray of token ids with dims (y, x), as tokenize() returns")
     if not np.issubdtype(tokens.dtype, np.integer):
@@ -324,8 +321,8 @@ def detokenize(tokens: xr.DataArray, modality: str, model: TerraMindModel, *, se
     work = plan(None, model, tile_size=tile_size, overlap=overlap, chunks=chunks, batch_size=batch_size,
                 inputs=inputs, grid=grid)
     sampling = _sampling(0, 0.0, 1.0, timesteps)
-    job = PixelJob(work.tiles, (spec.name,), sampling, int(seed))
-    attrs = provenance(model, [spec.name], seed, work) | {"timesteps": timesteps}
+    job = PixelJob(work.tiles, (spec.name,), sampling, seed)
+    attrs = provenance(model, [spec.name], seed, work) | {"timesteps": sampling.timesteps}
     attrs["tokenizers"] = {spec.name.removeprefix("tok_"): model.tokenizer_weights_id(spec.name)}
     return Verb(work, _bind(detokenize_region, job=job, model=model), _outputs([spec]),
                 lambda arrays: _pixel_dataset(arrays, work, grid, [spec], attrs), cover=True, scale=patch,

@@ -317,7 +317,7 @@ def run(plan: Plan, source: Source, verb: str, model: TerraMindModel, store_path
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise InputError(f"limit must be a whole number of regions, at least 1, got {limit!r}")
     check_options(verb, options)  # these mistakes fail before a cluster starts
-    _check_root(Path(store_path).expanduser(), plan, resume=resume, overwrite=overwrite)
+    check_run_store(Path(store_path).expanduser(), plan, resume=resume, overwrite=overwrite)
     with _client(client) as active:
         resources = _resources(active, gpu)  # before anything is written
         threads = sum(w["nthreads"] for w in active.scheduler_info()["workers"].values())
@@ -530,7 +530,7 @@ def local_cluster():
         return LocalCluster(n_workers=1, threads_per_worker=1, env={"XTERRAMIND_TORCH_THREADS": str(cores)}, **options)
 
 
-def _check_root(path: Path, plan: Plan, *, resume: bool, overwrite: bool) -> bool:
+def check_run_store(path: Path, plan: Plan, *, resume: bool, overwrite: bool) -> bool:
     """Whether ``path`` holds an earlier run of this plan to complete; an error if it holds anything else and
     ``overwrite`` is not asked. Nothing is written, so it runs before a cluster is started."""
     if overwrite or not path.exists():
@@ -560,7 +560,7 @@ def _is_run_store(path: Path) -> bool:
 
 def _open_root(path: Path, plan: Plan, *, resume: bool, overwrite: bool, zarr_format: int) -> Path:
     """The store's root group: created, or an earlier run's reopened (its zones must be this plan's)."""
-    if _check_root(path, plan, resume=resume, overwrite=overwrite):
+    if check_run_store(path, plan, resume=resume, overwrite=overwrite):
         return path
     if path.exists():  # only with overwrite
         store.remove(path, written_by_xterramind=_is_run_store)
@@ -572,7 +572,7 @@ def _open_root(path: Path, plan: Plan, *, resume: bool, overwrite: bool, zarr_fo
 # -- dry runs -----------------------------------------------------------------------------------------
 
 MEASURE_SECONDS = 3.0  # model time timed after the warm-up: a stable rate on a GPU, at least one region on a CPU
-MEASURE_BATCHES = 1  # full batches a trial region holds at least (when the plan's regions are as large), as in a run
+MEASURE_BATCHES = 8  # full batches a trial region holds at least (when the plan's regions are as large): a last, partial batch weighs little, as in a run
 
 
 @dataclass
