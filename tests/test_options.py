@@ -83,3 +83,14 @@ def test_numpy_whole_numbers_are_taken_and_recorded_as_plain_ints(cube, micro):
     assert (emb.attrs["seed"], emb.attrs["chunks"], emb.attrs["overlap"]) == (3, 12, 32)
     assert {type(emb.attrs[name]) for name in ("seed", "chunks", "overlap", "tile_size")} == {int}
     assert emb.chunks[-1][0] == 12
+
+
+@pytest.mark.parametrize(("method", "mistake", "nearest"), [("to_zarr", "overwrte", "overwrite"),
+                                                            ("to_zarr", "zarr_formt", "zarr_format"),
+                                                            ("export", "quantise", "quantize"),
+                                                            ("fewshot", "crss", "crs")])
+def test_methods_with_a_fixed_signature_name_the_nearest_keyword_too(micro, cube, tmp_path, method, mistake, nearest):
+    embeddings = cube.terramind.embed(micro)
+    with pytest.raises(InputError, match=rf"{method} got an unknown option '{mistake}' \(did you mean '{nearest}'\?\)"):
+        getattr(embeddings.terramind, method)(tmp_path / "out" if method != "fewshot" else {}, **{mistake: 1})
+    assert not (tmp_path / "out").exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import xarray as xr
 
 from . import engine, generate, plot, retrieval, store
-from .arguments import check_keywords
+from .arguments import check_keywords, checked
 
 
 class TerraMindAccessor:
@@ -90,6 +90,7 @@ class TerraMindAccessor:
         check_keywords("detokenize", options, generate.detokenize, skip=("tokens", "modality", "model"))
         return generate.detokenize(self._obj, modality, model, seed=seed, **options)
 
+    @checked("export")
     def export(self, path, *, cell: int = 224, quantize=None, index="auto", overwrite: bool = False, progress=None):
         """Export these embeddings as pooled cells to GeoParquet (one part per chunk) plus a search index.
 
@@ -104,6 +105,7 @@ class TerraMindAccessor:
         return retrieval.export(self._obj, path, cell=cell, quantize=quantize, index=index, overwrite=overwrite,
                                 progress_bar=progress)
 
+    @checked("fewshot")
     def fewshot(self, examples, *, crs: str = "EPSG:4326"):
         """Map labels over these embeddings from a few examples per label (nearest class centroid).
 
@@ -128,6 +130,7 @@ class TerraMindAccessor:
         check_keywords("plot", options, plot.plot, skip=("obj",))
         return plot.plot(self._obj, **options)
 
+    @checked("to_zarr")
     def to_zarr(self, path, *, resume: bool = True, overwrite: bool = False, zarr_format: int = store.DEFAULT_ZARR_FORMAT,
                 progress=None):
         """Write this lazy result to a georeferenced zarr store, region by region.

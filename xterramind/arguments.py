@@ -4,6 +4,7 @@ nearest one it does) and values of the wrong kind, each said with the keyword's 
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import numbers
 
@@ -11,7 +12,7 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["check_keywords", "flag", "keywords", "names", "number", "unknown", "whole_number"]
+__all__ = ["check_keywords", "checked", "flag", "keywords", "names", "number", "unknown", "whole_number"]
 
 
 def keywords(function, skip=()) -> tuple[list[str], list[str]]:
@@ -55,6 +56,26 @@ def check_keywords(verb: str, options: dict, function, skip=()) -> None:
         said.append(f"{name!r}" + (f" (did you mean {nearest[0]!r}?)" if nearest else ""))
     what = f"an unknown option {said[0]}" if len(said) == 1 else f"unknown options {', '.join(said)}"
     raise InputError(f"{verb} got {what}; its options are {taken}")
+
+
+def checked(verb: str):
+    """A decorator: keywords the function does not take fail as ``check_keywords`` says, before it runs (for
+    methods with a fixed signature, where Python's TypeError would guess nothing).
+
+    Example:
+        >>> @checked("to_zarr")
+        ... def to_zarr(self, path, *, overwrite=False): ...
+    """
+
+    def decorate(function):
+        @functools.wraps(function)
+        def call(*args, **kwargs):
+            check_keywords(verb, kwargs, function, skip=("self",))
+            return function(*args, **kwargs)
+
+        return call
+
+    return decorate
 
 
 def whole_number(name: str, value, minimum: int | None = None, *, optional: bool = False) -> int | None:
