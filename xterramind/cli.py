@@ -64,10 +64,11 @@ def demo(args: argparse.Namespace) -> None:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise InputError(f"cannot make the --output folder {output}: {error.strerror}; give another --output") from None
-    strangers = [name for name in ("embeddings.zarr", "lulc.zarr") if (output / name).exists() and not is_store(output / name)]
+    strangers = [name for name in ("embeddings.zarr", "lulc.zarr")
+                 if (output / name).exists() and not is_store(output / name)]
     if strangers:
-        raise InputError(f"--output {output} holds {strangers}, which the demo did not write and will not replace: give "
-                         "another --output")
+        raise InputError(f"--output {output} holds {strangers}, which the demo did not write and will not replace: "
+                         "give another --output")
     cube = open_sample()
     model = _official_or_random(args.model, args.download)
     products = {"embeddings.zarr": cube.terramind.embed(model), "lulc.zarr": cube.terramind.generate("LULC", model, seed=0)}

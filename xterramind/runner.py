@@ -39,7 +39,7 @@ import xarray as xr
 import zarr
 
 from . import progress, store
-from .arguments import keywords, unknown
+from .arguments import keywords, unknown, whole_number
 from .engine import Verb, check_model, embed_verb, valid_pixels
 from .errors import InputError, Interrupted
 from .generate import generate_verb, tokenize_verb
@@ -314,8 +314,7 @@ def run(plan: Plan, source: Source, verb: str, model: TerraMindModel, store_path
     """
     started = time.perf_counter()
     check_model(model)
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise InputError(f"limit must be a whole number of regions, at least 1, got {limit!r}")
+    limit = whole_number("limit", limit, 1, optional=True)
     check_options(verb, options)  # these mistakes fail before a cluster starts
     check_run_store(Path(store_path).expanduser(), plan, resume=resume, overwrite=overwrite)
     with _client(client) as active:
@@ -535,12 +534,10 @@ def check_run_store(path: Path, plan: Plan, *, resume: bool, overwrite: bool) ->
     ``overwrite`` is not asked. Nothing is written, so it runs before a cluster is started."""
     if overwrite or not path.exists():
         return False
-    try:
-        previous = zarr.open_group(str(path), mode="r").attrs[RUN_ATTR]
-    except (FileNotFoundError, NotADirectoryError, KeyError, zarr.errors.GroupNotFoundError,
-            zarr.errors.NodeTypeValidationError):
+    previous = (store.group_attrs(path) or {}).get(RUN_ATTR)
+    if previous is None:
         raise store.StoreError(f"{path} exists and is not an xterramind run store; pick another path or pass "
-                               "overwrite=True") from None
+                               "overwrite=True")
     if not resume:
         raise store.StoreError(f"{path} exists; pass resume=True to complete it, or overwrite=True to replace it")
     zones = {zone.name: zone.crs for zone in plan.zones}
@@ -550,20 +547,12 @@ def check_run_store(path: Path, plan: Plan, *, resume: bool, overwrite: bool) ->
     return True
 
 
-def _is_run_store(path: Path) -> bool:
-    try:
-        return RUN_ATTR in zarr.open_group(str(path), mode="r").attrs
-    except (FileNotFoundError, NotADirectoryError, zarr.errors.GroupNotFoundError,
-            zarr.errors.NodeTypeValidationError):
-        return False
-
-
 def _open_root(path: Path, plan: Plan, *, resume: bool, overwrite: bool, zarr_format: int) -> Path:
     """The store's root group: created, or an earlier run's reopened (its zones must be this plan's)."""
     if check_run_store(path, plan, resume=resume, overwrite=overwrite):
         return path
     if path.exists():  # only with overwrite
-        store.remove(path, written_by_xterramind=_is_run_store)
+        store.remove(path, written_by_xterramind=lambda path: RUN_ATTR in (store.group_attrs(path) or {}))
     zones = {zone.name: zone.crs for zone in plan.zones}
     zarr.open_group(str(path), mode="w-", zarr_format=zarr_format).attrs[RUN_ATTR] = {"zones": zones}
     return path
@@ -572,7 +561,8 @@ def _open_root(path: Path, plan: Plan, *, resume: bool, overwrite: bool, zarr_fo
 # -- dry runs -----------------------------------------------------------------------------------------
 
 MEASURE_SECONDS = 3.0  # model time timed after the warm-up: a stable rate on a GPU, at least one region on a CPU
-MEASURE_BATCHES = 8  # full batches a trial region holds at least (when the plan's regions are as large): a last, partial batch weighs little, as in a run
+MEASURE_BATCHES = 8  # full batches a trial region holds at least (when the plan's regions are as large), so
+# that, as in a run, its last partial batch weighs little
 
 
 @dataclass

@@ -254,10 +254,9 @@ def _prepare(path: Path, fingerprint: dict, *, resume: bool, overwrite: bool) ->
     if overwrite:
         remove(path, written_by_xterramind=is_store)
         return False
-    try:
-        previous = zarr.open_group(str(path), path=LEDGER, mode="r").attrs["fingerprint"]
-    except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
-        raise StoreError(f"{path} exists and is not an xterramind store; pick another path, or pass overwrite=True to replace it") from None
+    previous = (group_attrs(path, LEDGER) or {}).get("fingerprint")
+    if previous is None:
+        raise StoreError(f"{path} exists and is not an xterramind store; pick another path, or pass overwrite=True to replace it")
     if not resume:
         raise StoreError(f"{path} exists; pass resume=True to complete it, or overwrite=True to replace it")
     if previous != fingerprint:
@@ -269,13 +268,15 @@ def _prepare(path: Path, fingerprint: dict, *, resume: bool, overwrite: bool) ->
     return True
 
 
+def group_attrs(path, group: str | None = None) -> dict | None:
+    """The attributes of the zarr group at ``path`` (its subgroup ``group``), or None where there is none."""
+    node = _group_or_none(path, group)
+    return None if node is None else dict(node.attrs)
+
+
 def is_store(path: Path) -> bool:
     """Whether ``path`` is a store that xterramind wrote (it has the ledger group with a fingerprint)."""
-    try:
-        return "fingerprint" in zarr.open_group(str(path), path=LEDGER, mode="r").attrs
-    except (FileNotFoundError, NotADirectoryError, zarr.errors.GroupNotFoundError,
-            zarr.errors.NodeTypeValidationError):
-        return False
+    return "fingerprint" in (group_attrs(path, LEDGER) or {})
 
 
 def remove(path: Path, *, written_by_xterramind: Callable[[Path], bool]) -> None:
@@ -379,7 +380,15 @@ def open_result(path: str | os.PathLike, *, zone: str | None = None) -> xr.DataA
 
 
 def _group(path: Path, name: str | None):
+    node = _group_or_none(path, name)
+    if node is None:
+        raise StoreError(f"{path} is not a zarr store written by xterramind")
+    return node
+
+
+def _group_or_none(path, name: str | None):
     try:
         return zarr.open_group(str(path), path=name, mode="r")
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
-        raise StoreError(f"{path} is not a zarr store written by xterramind") from None
+    except (FileNotFoundError, NotADirectoryError, zarr.errors.GroupNotFoundError,
+            zarr.errors.NodeTypeValidationError):
+        return None
