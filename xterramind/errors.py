@@ -5,10 +5,18 @@ Each message says what was wrong and how to fix it.
 
 __all__ = [
     "CheckpointError",
+    "ConfigError",
+    "ForeignStoreError",
+    "GridMismatchError",
     "InputError",
     "InputWarning",
     "Interrupted",
+    "MissingBandsError",
+    "MissingCRSError",
     "MissingDependencyError",
+    "NoValidDataError",
+    "OptionError",
+    "StoreExistsError",
     "StoreError",
     "UnknownModalityError",
     "UnknownModelError",
@@ -39,6 +47,30 @@ class InputError(XterramindError, ValueError):
     """Input data of the wrong shape, type or content."""
 
 
+class MissingCRSError(InputError):
+    """A cube, token grid or area without a coordinate reference system."""
+
+
+class GridMismatchError(InputError):
+    """Modalities (or a source and its plan) on different pixel grids: align them first, never silently."""
+
+
+class MissingBandsError(InputError):
+    """A modality asked for, or found, without all of its bands."""
+
+
+class NoValidDataError(InputError):
+    """Input without a single valid pixel: every value NaN or its band's nodata."""
+
+
+class OptionError(InputError):
+    """An option (keyword argument, CLI flag) that is misspelt, unknown, missing or of the wrong kind."""
+
+
+class ConfigError(InputError):
+    """A run config file that is missing, malformed, or holds an unknown or wrong key."""
+
+
 class InputWarning(UserWarning):
     """Input that is probably, not certainly, wrong (a DEM that may be in km); ``check_input=False`` silences it."""
 
@@ -58,6 +90,16 @@ class MissingDependencyError(XterramindError, ImportError):
 class StoreError(XterramindError):
     """A store that exists and holds something else (or is not an xterramind store): never overwritten
     unless asked (``overwrite=True``)."""
+
+
+class StoreExistsError(StoreError):
+    """Something is at the path already and the call may not replace or resume it (``resume=False``, an export
+    folder): pass ``overwrite=True`` or write elsewhere."""
+
+
+class ForeignStoreError(StoreError):
+    """The path holds something xterramind did not write, or a store of another result (another plan, verb or
+    model): it is never mixed in or overwritten unless asked."""
 
 
 class Interrupted(KeyboardInterrupt):
