@@ -1,4 +1,4 @@
-"""Planning areas: UTM zones, grids on the region lattice, the regions an area touches, synthetic pixels."""
+"""Planning areas: UTM zones, grids on the region lattice, the regions an area touches."""
 
 import json
 
@@ -7,10 +7,10 @@ import pytest
 import shapely
 from pyproj import Geod
 
-from xterramind.errors import InputError
+from xterramind.errors import InputError, OptionError
+from xterramind.geo import project
 from xterramind.grid import regions
-from xterramind.planner import plan_area, plan_grid, project
-from xterramind.sources import SyntheticSource
+from xterramind.planner import plan_area, plan_grid
 
 
 def test_an_area_across_a_zone_boundary_gets_one_grid_per_zone_on_the_region_lattice():
@@ -80,45 +80,20 @@ def test_planning_an_opened_cube_lists_only_regions_of_the_area():
         plan_grid(grid, (20.0, 45.0, 20.1, 45.1), region=48)
 
 
-@pytest.mark.parametrize(("area", "message"), [
-    ((10.0, 45.0, 9.0, 46.0), "west < east"),
-    ((9.0, 85.0, 10.0, 86.0), "UTM's latitudes"),
-    ((500000.0, 4000000.0, 510000.0, 4010000.0), "lon/lat degrees"),
-    ({"type": "Point", "coordinates": [9.0, 45.0]}, "polygon with an inside"),
-    ({"type": "Nonsense"}, "not a GeoJSON geometry"),
-    (42, "must be (west, south, east, north)"),
-    ("/no/such/area.geojson", "cannot read the area"),
-])
-def test_bad_areas_get_clear_errors(area, message):
-    with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        plan_area(area)
-
-
-def test_bad_plans_get_clear_errors():
-    with pytest.raises(InputError, match="at least one tile"):
-        plan_area((9.0, 45.0, 9.1, 45.1), region=12)
-    with pytest.raises(InputError, match="resolution"):
-        plan_area((9.0, 45.0, 9.1, 45.1), resolution=0)
-
-
-def test_synthetic_pixels_depend_only_on_their_place():
-    zone = plan_area((9.0, 45.0, 9.1, 45.1), region=24).zones[0]
-    source = SyntheticSource(["S2L2A", "S1GRD"], land=(9.0, 45.0, 9.05, 45.1))
-    whole = source.read(zone.grid, ((0, 768), (0, 768)))
-    part = source.read(zone.grid, ((100, 300), (250, 700)))
-    for band in ("B04", "VV"):
-        np.testing.assert_array_equal(part[band].values, whole[band].values[100:300, 250:700])
-    assert part.rio.transform() == whole.isel(y=slice(100, 300), x=slice(250, 700)).rio.transform()
-    prototype = source.prototype(zone.grid)
-    assert {name: (v.dtype, v.attrs) for name, v in prototype.data_vars.items()} == \
-           {name: (v.dtype, v.attrs) for name, v in whole.data_vars.items()}
-    land = whole["B04"].values > 0  # outside the land every band is nodata: 0 for S2, NaN for S1
-    assert 0.2 < land.mean() < 0.8 and (np.isnan(whole["VV"].values) == ~land).all()
-    assert not land[:, -50:].any() and whole["B04"].values[land].std() > 100
-    assert not source.covers(zone.grid, ((0, 100), (700, 768)))
-    assert source.read(zone.grid, ((0, 100), (700, 768))) is None
-    with pytest.raises(InputError, match="synthetic pixels exist for"):
-        SyntheticSource(["RGB"])
+def test_bad_areas_and_options_get_clear_errors():
+    """Areas are checked by xterramind.geo.area_polygon (its tests try every kind); options here."""
+    with pytest.raises(InputError, match="lon/lat degrees"):
+        plan_area((500000.0, 4000000.0, 510000.0, 4010000.0))
+    with pytest.raises(InputError, match="west < east"):
+        plan_grid(plan_area((9.0, 45.0, 9.1, 45.1)).zones[0].grid, (10.0, 45.0, 9.0, 46.0))
+    grid = plan_area((9.0, 45.0, 9.1, 45.1), region=24).zones[0].grid
+    for call in (lambda **o: plan_area((9.0, 45.0, 9.1, 45.1), **o), lambda **o: plan_grid(grid, **o)):
+        for region in (12, 13.5, "256"):
+            with pytest.raises(OptionError, match="at least one tile"):
+                call(region=region)
+    for resolution in (0, -10.0):
+        with pytest.raises(OptionError, match="resolution must be a positive number"):
+            plan_area((9.0, 45.0, 9.1, 45.1), resolution=resolution)
 
 
 def test_a_plan_prints_as_a_short_summary():

@@ -1,6 +1,10 @@
 """``.terramind.plot()`` picks the right picture for the bundled real scene and for results made from it,
 reads a strided view, and says how to fix what it cannot draw."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import dask.array as da
 import matplotlib
 import numpy as np
@@ -8,7 +12,7 @@ import pytest
 import xarray as xr
 
 import xterramind
-from xterramind.errors import InputError
+from xterramind.errors import InputError, MissingBandsError, OptionError
 from xterramind.quicklook import lulc_rgb, principal_rgb, true_colour
 
 matplotlib.use("Agg")
@@ -69,16 +73,20 @@ def test_big_arrays_are_read_strided():
 def test_what_cannot_be_drawn_says_how_to_fix_it(cube, lulc):
     with pytest.raises(InputError, match=r"isel\(time=0\)"):
         xr.concat([cube, cube], dim="time").terramind.plot()
-    with pytest.raises(InputError, match=r"no band \['B99'\].*B01"):
+    with pytest.raises(MissingBandsError, match=r"no band \['B99'\].*B01"):
         cube.terramind.plot(bands=("B99", "B04", "B03"))
-    with pytest.raises(InputError, match="one band or three"):
-        cube.terramind.plot(bands=("B04", "B03"))
+    with pytest.raises(MissingBandsError, match=r"no band \['VV'\]"):
+        cube.terramind.plot(bands="VV")
+    for bands in (("B04", "B03"), ("B04", "B03", "B02", "B01")):
+        with pytest.raises(OptionError, match="one band or three"):
+            cube.terramind.plot(bands=bands)
     with pytest.raises(InputError, match=r"select \['class'\] first"):
         lulc.LULC_probability.terramind.plot()
     with pytest.raises(InputError, match="plot one of them"):
         xr.Dataset({"S1GRD": lulc.LULC_probability.rename({"class": "S1GRD_band"}), "DEM": lulc.LULC}).terramind.plot()
-    with pytest.raises(InputError, match="at least 16"):
-        cube.terramind.plot(max_size=0)
+    for max_size in (0, 15, 100.5, "1024"):
+        with pytest.raises(OptionError, match="at least 16"):
+            cube.terramind.plot(max_size=max_size)
     with pytest.raises(InputError, match="needs an xarray"):
         xterramind.plot.plot(np.zeros((4, 4)))
 
@@ -112,3 +120,28 @@ def test_pictures_made_with_random_weights_say_so_on_the_picture(cube, lulc, mic
         assert _notes(result.terramind.plot()) == []
     random_tokenizer = _as_if_trained(lulc, tokenizers={"LULC": "random"})  # a random tokenizer is enough
     assert len(_notes(random_tokenizer.LULC.terramind.plot())) == 1
+
+
+# What importing plot runs, without the package's own __init__ files (xterramind/__init__.py and
+# xterramind/models/__init__.py load the model): plot.py and every module it imports must not need torch.
+WITHOUT_PACKAGE_INITS = """
+import sys, types
+from pathlib import Path
+root = Path(sys.argv[1])
+for name in ("xterramind", "xterramind.models"):
+    package = types.ModuleType(name)
+    package.__path__ = [str(root.joinpath(*name.split(".")))]
+    sys.modules[name] = package
+import xterramind.plot
+loaded = sorted(name for name in sys.modules if name.startswith("xterramind."))
+print("torch" in sys.modules, "xterramind.generate" in sys.modules, "xterramind.facts" in sys.modules, len(loaded))
+"""
+
+
+def test_plot_and_what_it_imports_need_no_torch():
+    root = Path(xterramind.__file__).parents[1]
+    done = subprocess.run([sys.executable, "-c", WITHOUT_PACKAGE_INITS, str(root)], capture_output=True, text=True,
+                          timeout=120, cwd=root)
+    assert done.returncode == 0, done.stderr
+    torch, generate, facts, modules = done.stdout.split()
+    assert (torch, generate, facts) == ("False", "False", "True") and int(modules) >= 5

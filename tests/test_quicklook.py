@@ -5,8 +5,9 @@ import numpy as np
 from PIL import Image
 
 from xterramind import cli
+from xterramind.facts import LULC_CLASSES, LULC_COLOURS
 from xterramind.quicklook import BANNER_COLOUR as RED
-from xterramind.quicklook import random_weights_note, save_side_by_side
+from xterramind.quicklook import lulc_rgb, random_weights_note, save_side_by_side
 
 
 def _panels():
@@ -36,6 +37,14 @@ def test_a_note_is_written_in_a_banner_above_unchanged_panels(tmp_path):
     small = np.asarray(Image.open(save_side_by_side(tmp_path / "small.png", *_panels(), height=40, note=note * 3)))
     columns = np.flatnonzero((_banner(small, 40) != RED).any(axis=-1).any(axis=0))
     assert len(columns) and columns[0] > 0 and columns[-1] < small.shape[1] - 1  # a long note shrinks to fit
+
+
+def test_land_cover_is_painted_in_the_colour_of_each_class():
+    classes = np.arange(len(LULC_CLASSES)).reshape(2, 5)
+    rgb = lulc_rgb(classes)
+    assert rgb.shape == (2, 5, 3) and rgb.dtype == np.uint8
+    np.testing.assert_array_equal(rgb.reshape(-1, 3), LULC_COLOURS)
+    np.testing.assert_array_equal(lulc_rgb(np.array([[-1, 12]])), LULC_COLOURS[[0, 9]][None])  # out of range: clipped
 
 
 def test_the_note_comes_from_the_attrs_of_random_weights_only(cube, lulc):

@@ -14,7 +14,8 @@ from rasterio.transform import from_origin
 import xterramind
 from tests.stac_catalogue import EPSG, FIXTURES, L2A_NAMES, catalogue, l1c_files, lonlat_bbox, make_item, write_cog
 from xterramind import stac
-from xterramind.errors import InputError
+from xterramind.errors import InputError, MissingBandsError, MissingCRSError, OptionError
+from xterramind.facts import DATA
 
 
 @pytest.fixture(autouse=True)
@@ -94,11 +95,17 @@ def test_time_selection_and_a_cloud_masked_median(tmp_path):
     assert "time" not in single.dims
     median = stac.load(path, ["S2L2A"], time="2024-06-01/2024-06-30", composite="median")
     assert "time" not in median.dims and median["B02"].dtype == np.float32
+    assert median["B02"].attrs == DATA["S2L2A"].composited().attrs == {"units": "L2A reflectance x 10000"}  # no nodata 0
     expected = np.maximum(_read("B02").astype(np.float32) - 1000, 1)
     np.testing.assert_array_equal(median["B02"].values[50, 250], expected[50, 250])  # only the clear date counts
     np.testing.assert_array_equal(median["B02"].values[300, 300], expected[300, 300])
     with pytest.raises(InputError, match="no items in 2023"):
         stac.load(path, ["S2L2A"], time="2023-01-01/2023-02-01")
+    for time in ("June 2024", "2024-06-01/soon"):
+        with pytest.raises(OptionError, match="time must look like 2024-06-01"):
+            stac.load(path, ["S2L2A"], time=time)
+    with pytest.raises(OptionError, match="composite must be None or 'median'"):
+        stac.load(path, ["S2L2A"], time="2024-06-01/2024-06-30", composite="mean")
 
 
 def _s1_item(tmp_path, values, when=JUNE):
@@ -116,7 +123,8 @@ def test_sentinel1_linear_power_becomes_db_and_db_input_is_caught(tmp_path):
     cube = stac.load(path, ["S2L1C", "S1GRD"])
     vv = cube["VV"].values
     np.testing.assert_allclose(vv[10:], 10 * np.log10(0.05), rtol=1e-6)
-    assert np.isnan(vv[:10]).all() and cube["VV"].attrs["units"] == "dB"
+    assert np.isnan(vv[:10]).all() and cube["VV"].attrs == {"units": "dB", "modality": "S1GRD"}
+    assert cube["B02"].attrs == DATA["S2L1C"].attrs == {"nodata": 0, "units": "L1C reflectance x 10000"}
     assert cube.terramind.embed(xterramind.load_model("terramind_micro", weights="random")).attrs["modalities"] == ["S2L1C", "S1GRD"]
     rtc = stac.load(path, ["S1RTC"])
     assert rtc.terramind.embed(xterramind.load_model("terramind_micro", weights="random")).attrs["modalities"] == ["S1RTC"]
@@ -170,21 +178,40 @@ def test_bad_requests_get_clear_errors(tmp_path):
     path = catalogue(tmp_path, [l1c])
     with pytest.raises(InputError, match="no STAC items"):
         stac.load([], ["S2L2A"])
-    with pytest.raises(InputError, match="lacks"):
+    with pytest.raises(MissingBandsError, match="lacks"):
         stac.load(path, ["S1GRD"])
     without_swir = make_item("partial", {k: v for k, v in l1c_files().items() if k != "B12"}, JUNE)
-    with pytest.raises(InputError, match=r"lacks \['B12'\]"):
+    with pytest.raises(MissingBandsError, match=r"lacks \['B12'\]"):
         stac.load([without_swir], ["S2L1C"])
     unprojected = make_item("bare", l1c_files(), JUNE, projection=False)
-    with pytest.raises(InputError, match="projection extension"):
+    with pytest.raises(MissingCRSError, match="projection extension"):
         stac.load([unprojected], ["S2L1C"])
     with pytest.raises(InputError, match=r"UTM zones 17\.\.18.*load_by_zone"):
         stac.load(path, ["S2L1C"], bbox=(-79.0, 37.5, -77.0, 37.8))
     no_scl = make_item("l2a", {L2A_NAMES[band]: file for band, file in l1c_files().items() if band in L2A_NAMES}, JUNE)
-    with pytest.raises(InputError, match="SCL"):
+    with pytest.raises(MissingBandsError, match=r"SCL.*mask_clouds=False"):
         stac.load([no_scl], ["S2L2A"])
-    with pytest.raises(InputError, match="not RGB"):
-        stac.load(path, ["RGB"])
+    for wrong in (["RGB"], ["tok_LULC"], []):
+        with pytest.raises(OptionError, match=r"not RGB|not tok_LULC|modalities is empty"):
+            stac.load(path, wrong)
+    with pytest.raises(OptionError, match="bbox or geometry, not both"):
+        stac.load(path, ["S2L1C"], bbox=(-76.0, 37.0, -75.0, 38.0), geometry={"type": "Point", "coordinates": [0, 0]})
+    with pytest.raises(OptionError, match=r"bbox must be .* in degrees"):
+        stac.load(path, ["S2L1C"], bbox=(442980, 4167180, 447780, 4171980))
+    with pytest.raises(OptionError, match="items must be pystac Items"):
+        stac.load(["catalog.json"], ["S2L1C"])
+
+
+def test_items_and_modalities_as_stac_loading_takes_them(tmp_path):
+    item = make_item("l1c", l1c_files(), JUNE)
+    path = catalogue(tmp_path, [item])
+    for given in (path, str(path), [item], item):
+        assert [found.id for found in stac.as_items(given)] == ["l1c"]
+    with pytest.raises(InputError, match="cannot read a STAC catalogue"):
+        stac.as_items(tmp_path / "nothing.json")
+    assert [stac.loadable(name).name for name in ("s2l2a", "S2L1C", "s1grd", "S1RTC", "dem")] == list(DATA)
+    with pytest.raises(OptionError, match=r"STAC loading covers S2L2A, S2L1C, S1GRD, S1RTC and DEM, not RGB"):
+        stac.loadable("RGB")
 
 
 def test_one_cube_per_utm_zone(tmp_path):

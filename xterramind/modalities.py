@@ -24,52 +24,20 @@ from dataclasses import dataclass
 import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor this module uses)
 import xarray as xr
-from pyproj import CRS, Proj, Transformer
+from pyproj import CRS, Proj
 from pyproj.exceptions import ProjError
 from rioxarray.exceptions import MissingSpatialDimensionError
 
-from .errors import InputError, InputWarning, UnknownModalityError
+from .errors import GridMismatchError, InputError, InputWarning, MissingBandsError, OptionError, UnknownModalityError
+from .facts import RGB_ALIASES, S2_ALIASES, band_aliases, band_key
+from .geo import grid_of, transformer
 from .grid import PixelGrid, same_crs
 from .models.registry import MODALITIES, ModalitySpec, resolve_modality
 
-S2_ALIASES = {
-    "B01": ("coastal", "coastal_aerosol", "aerosol"),
-    "B02": ("blue",),
-    "B03": ("green",),
-    "B04": ("red",),
-    "B05": ("rededge1", "red_edge_1", "rededge"),
-    "B06": ("rededge2", "red_edge_2"),
-    "B07": ("rededge3", "red_edge_3"),
-    "B08": ("nir", "nir_broad"),
-    "B8A": ("nir08", "nir_narrow", "rededge4", "red_edge_4"),
-    "B09": ("nir09", "water_vapor", "water_vapour"),
-    "B10": ("cirrus",),
-    "B11": ("swir16", "swir_1", "swir1"),
-    "B12": ("swir22", "swir_2", "swir2"),
-}
-S1_ALIASES = {"VV": ("sigma0_vv", "gamma0_vv"), "VH": ("sigma0_vh", "gamma0_vh")}
-DEM_ALIASES = {"DEM": ("elevation", "height", "copdem")}
-RGB_ALIASES = {"RED": ("red", "b04", "r"), "GREEN": ("green", "b03", "g"), "BLUE": ("blue", "b02", "b")}
+__all__ = ["ModalityInput", "canonical_bands", "check_grid", "check_units", "grid_of", "resolve"]
 
 # Modalities found automatically, in the order they are looked for; RGB and S1RTC only on request.
 AUTO = ("S2L1C", "S2L2A", "S1GRD", "DEM")
-
-
-def _key(name) -> str:
-    """A band name reduced for matching: lower case, no resolution suffix (``B02_10m``), ``B1`` -> ``b01``."""
-    key = re.sub(r"[\s\-]+", "_", str(name).strip().lower())
-    key = re.sub(r"_(10|20|60)m$", "", key)
-    return re.sub(r"^b(\d)$", r"b0\1", key)
-
-
-def _alias_table(spec: ModalitySpec) -> dict[str, str]:
-    """Matching key -> the modality's own band name."""
-    table = RGB_ALIASES if spec.name == "RGB" else {**S2_ALIASES, **S1_ALIASES, **DEM_ALIASES}
-    keys = {}
-    for band in spec.bands:
-        for alias in (band, *table.get(band, ())):
-            keys[_key(alias)] = band
-    return keys
 
 
 def canonical_bands(names: Sequence) -> dict[str, object]:
@@ -80,11 +48,11 @@ def canonical_bands(names: Sequence) -> dict[str, object]:
         >>> canonical_bands(["red", "green", "blue", "nir"])["B08"]
         'nir'
     """
-    tables = [_alias_table(resolve_modality(modality)) for modality in ("S2L1C", "S1GRD", "DEM", "RGB")]
+    tables = [band_aliases(resolve_modality(modality)) for modality in ("S2L1C", "S1GRD", "DEM", "RGB")]
     found = {}
     for name in names:
         for table in tables:
-            band = table.get(_key(name))
+            band = table.get(band_key(name))
             if band is not None:
                 found.setdefault(band, name)
     return found
@@ -171,10 +139,10 @@ def _check_cube(cube, what: str) -> None:
 def _find(cube, spec: ModalitySpec) -> tuple[list, list[str]]:
     """The cube's names for ``spec``'s bands (in model order) and the bands it lacks."""
     names = _band_names(cube)
-    table = _alias_table(spec)
+    table = band_aliases(spec)
     found = {}
     for name in names:
-        band = table.get(_key(name))
+        band = table.get(band_key(name))
         if band is not None and band not in found:
             found[band] = name
     return [found[b] for b in spec.bands if b in found], [b for b in spec.bands if b not in found]
@@ -207,8 +175,8 @@ def resolve(
             if missing:
                 sensor = _other_sensor(names)
                 if sensor is not None:
-                    raise InputError(_not_terramind([str(name) for name in names], sensor))
-                raise InputError(
+                    raise MissingBandsError(_not_terramind([str(name) for name in names], sensor))
+                raise MissingBandsError(
                     f"{spec.name} needs bands {list(spec.bands)}; missing {missing} (the cube has {names}). "
                     f"Add them, or name the cube's bands for {spec.name} explicitly: "
                     f"modalities={{'{spec.name}': [<{spec.channels} band names in this order>]}}"
@@ -216,7 +184,7 @@ def resolve(
         else:
             unknown = [b for b in bands if b not in names]
             if unknown or len(bands) != spec.channels:
-                raise InputError(
+                raise MissingBandsError(
                     f"modalities['{spec.name}'] must list {spec.channels} of the cube's bands in the order "
                     f"{list(spec.bands)}; got {len(bands)}, unknown: {unknown}, the cube has {names}"
                 )
@@ -250,13 +218,13 @@ def _requests(cube, modalities):
                     spec = resolve_modality("S1RTC")
                 found.append((spec, cube, None))
             elif bands and name in ("S2L2A", "S1GRD"):
-                raise InputError(_partly(cube, name, bands, missing))
+                raise MissingBandsError(_partly(cube, name, bands, missing))
         if not found:
             names = [str(name) for name in _band_names(cube)]
             sensor = _other_sensor(names)
             if sensor is not None:
-                raise InputError(_not_terramind(names, sensor))
-            raise InputError(
+                raise MissingBandsError(_not_terramind(names, sensor))
+            raise MissingBandsError(
                 f"no TerraMind modality found in the cube's bands {names}: name them like Sentinel-2 (B01…B12, "
                 "or blue, red, nir, swir16…), Sentinel-1 (vv, vh) or DEM, or map them with modalities={...}. "
                 f"TerraMind takes {_takes()}"
@@ -275,9 +243,9 @@ def _requests(cube, modalities):
         elif isinstance(value, Sequence) and not isinstance(value, str):
             requests.append((spec, cube, _plain(value)))
         else:
-            raise InputError(f"modalities['{name}'] must be a list of band names or a cube, got {type(value).__name__}")
+            raise OptionError(f"modalities['{name}'] must be a list of band names or a cube, got {type(value).__name__}")
     if not requests:
-        raise InputError("modalities is empty; pass None to find them from band names")
+        raise OptionError("modalities is empty; pass None to find them from band names")
     return requests
 
 
@@ -310,7 +278,7 @@ _OTHER_SENSORS = (
 
 def _other_sensor(names: Sequence) -> str | None:
     """The sensor other than TerraMind's that a band set comes from, where its names say so; else None."""
-    keys = {_key(name) for name in names}
+    keys = {band_key(name) for name in names}
     for sensor, pattern in _OTHER_SENSORS:
         if any(re.fullmatch(pattern, key) for key in keys):
             return sensor
@@ -514,7 +482,7 @@ def _scale(crs: CRS, grid: PixelGrid) -> np.ndarray:
     (1 in UTM, 2 at 60 degrees north in Web Mercator)."""
     x, y = grid.transform * (grid.width / 2, grid.height / 2)
     try:
-        lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(x, y)
+        lon, lat = transformer(grid.crs, "EPSG:4326").transform(x, y)
         factors = Proj(crs).get_factors(lon, lat)
         scale = np.array([factors.parallel_scale, factors.meridional_scale])
     except (ProjError, RuntimeError):
@@ -522,56 +490,12 @@ def _scale(crs: CRS, grid: PixelGrid) -> np.ndarray:
     return scale if np.isfinite(scale).all() and (scale > 0).all() else np.ones(2)
 
 
-def grid_of(data: xr.DataArray, what: str) -> PixelGrid:
-    """The pixel grid of a georeferenced DataArray; a clear error when it has none that TerraMind can read: no CRS,
-    a rotated, mirrored (south-up, x decreasing) or uneven grid."""
-    crs = data.rio.crs
-    if crs is None:
-        raise InputError(
-            f"{what} has no CRS; set it with .rio.write_crs('EPSG:32633') (the cube's real CRS), "
-            "or open the data with rioxarray/odc-stac, which keep it"
-        )
-    if data.sizes["y"] < 2 or data.sizes["x"] < 2:
-        raise InputError(f"{what} is {data.sizes['y']} x {data.sizes['x']} px: too small to infer its grid")
-    t = data.rio.transform()  # a rotated one as written (recalculating it from the coordinates only warns)
-    if t.b or t.d:
-        raise InputError(f"{what} has a rotated or sheared transform {tuple(map(float, t))[:6]}; TerraMind's tiles "
-                         "need a north-up grid: reproject it first, e.g. cube.rio.reproject(cube.rio.crs)")
-    t = data.rio.transform(recalc=True)
-    flips = {}  # a mirrored image would be embedded as it is: the model learnt north-up, west-to-east pixels
-    if t.e > 0:
-        flips["its y coordinates increase (south-up)"] = 'sortby("y", ascending=False)'
-    if t.a < 0:
-        flips["its x coordinates decrease"] = 'sortby("x")'
-    if flips:
-        raise InputError(f"{what} is mirrored: {' and '.join(flips)}, but TerraMind reads north-up images "
-                         f"(y decreasing, x increasing). Flip it first: cube.{'.'.join(flips.values())}")
-    for dim in ("y", "x"):
-        _check_even(data[dim].values, dim, what)
-    return PixelGrid(crs.to_wkt(), t, data.sizes["y"], data.sizes["x"])
-
-
-def _check_even(coords: np.ndarray, dim: str, what: str) -> None:
-    """Refuse coordinates off a regular grid: the transform would be made up from the first and last ones."""
-    line = np.linspace(float(coords[0]), float(coords[-1]), coords.size)
-    off = float(np.abs(coords - line).max())
-    step = abs(line[1] - line[0])
-    # 1e-6 of a step, plus the rounding of the coordinates' own dtype (float32 eastings are ~0.03 m coarse)
-    if off > 1e-6 * step + 2 * float(np.spacing(np.abs(coords).max())):
-        raise InputError(
-            f"{what}: {dim} coordinates are not evenly spaced (up to {off:.3g} off a regular {step:.6g} step), so "
-            f"it has no pixel grid. Resample it onto a regular grid first, e.g. cube.interp({dim}=np.linspace("
-            f"{float(coords[0]):.10g}, {float(coords[-1]):.10g}, {coords.size})), or load it with rioxarray or "
-            "xterramind.stac.load, which give regular grids"
-        )
-
-
 def _check_same_grid(inputs: list[ModalityInput]) -> None:
     grids = [grid_of(item.data, item.spec.name) for item in inputs]
     for item, grid in zip(inputs[1:], grids[1:], strict=True):
         if not grid.same_as(grids[0]):
             first = inputs[0].spec.name
-            raise InputError(
+            raise GridMismatchError(
                 f"{item.spec.name} and {first} are on different pixel grids ({grid.height} x {grid.width} px, "
                 f"transform {tuple(map(float, grid.transform))[:6]} vs {grids[0].height} x {grids[0].width} px, "
                 f"{tuple(map(float, grids[0].transform))[:6]}; same CRS: {same_crs(grid.crs, grids[0].crs)}). Put them on one "

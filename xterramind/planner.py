@@ -18,12 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 from affine import Affine
 
-from .errors import InputError
+from .errors import InputError, OptionError
+from .geo import UTM_LATITUDES, area_polygon, project, utm_crs, utm_zone, utm_zones, zone_longitudes, zone_name
 from .grid import PixelGrid, Region, Tiling, column_span, region_at, region_counts, row_span
 
 __all__ = ["Plan", "Zone", "plan_area", "plan_grid", "utm_crs", "utm_zone", "zone_name"]
 
-UTM_LATITUDES = (-80.0, 84.0)  # where UTM is defined; polar areas need another projection
 DEFAULT_REGION = 256  # tokens: about 4,000 px, 400-odd tiles per region task
 REPR_ZONES = 8  # zones a plan's repr lists
 
@@ -181,14 +181,15 @@ def plan_area(area, *, resolution: float = 10.0, region: int = DEFAULT_REGION, t
         The plan: its zones, each with its grid and the regions the area touches.
 
     Raises:
-        InputError: the area is not a polygon in lon/lat within UTM's latitudes, or ``region`` holds no tile.
+        InputError: the area is not a polygon in lon/lat within UTM's latitudes.
+        OptionError: ``resolution`` is not positive, or ``region`` holds no tile.
 
     Example:
         >>> plan = plan_area((4.0, 43.0, 17.0, 52.3))
         >>> plan = plan_area("alps.geojson", region=128)
     """
     if not resolution > 0:
-        raise InputError(f"resolution must be a positive number of metres, got {resolution!r}")
+        raise OptionError(f"resolution must be a positive number of metres, got {resolution!r}")
     shape = area_polygon(area)
     chunk = region_chunk(region, tile_size, overlap, patch)
     side = chunk * patch * resolution  # metres
@@ -214,7 +215,7 @@ def plan_grid(grid: PixelGrid, area=None, *, name: str | None = None, region: in
     Use it with ``xterramind.sources.CubeSource``, whose pixels must be read on the cube's own grid.
 
     Args:
-        grid: the pixel grid to run on, e.g. ``xterramind.modalities.grid_of(cube, "cube")``.
+        grid: the pixel grid to run on, e.g. ``xterramind.geo.grid_of(cube, "cube")``.
         area (tuple | dict | shapely.Geometry | str | None): a bbox, polygon or GeoJSON file in lon/lat, as
             for ``plan_area``; default the whole grid.
         name: the zone's name and store subgroup; default from the grid's CRS (``zone_name``).
@@ -228,9 +229,10 @@ def plan_grid(grid: PixelGrid, area=None, *, name: str | None = None, region: in
 
     Raises:
         InputError: the area does not overlap the grid.
+        OptionError: ``region`` holds no tile.
 
     Example:
-        >>> from xterramind.modalities import grid_of
+        >>> from xterramind.geo import grid_of
         >>> plan = plan_grid(grid_of(cube, "cube"), (-75.9, 37.5, -75.8, 37.6), region=64)
     """
     chunk = region_chunk(region, tile_size, overlap, patch)
@@ -254,48 +256,9 @@ def region_chunk(region: int, tile_size: int, overlap: int, patch: int) -> int:
     stride, tile = (tile_size - overlap) // patch, tile_size // patch
     chunk = region // stride * stride if isinstance(region, int) else 0
     if chunk < tile:
-        raise InputError(f"region must be a whole number of tokens holding at least one tile after rounding down to "
-                         f"whole strides of {stride}: {-(-tile // stride) * stride} or more; got {region!r}")
+        raise OptionError(f"region must be a whole number of tokens holding at least one tile after rounding down to "
+                          f"whole strides of {stride}: {-(-tile // stride) * stride} or more; got {region!r}")
     return chunk
-
-
-def zone_name(crs: str) -> str:
-    """The name a zone of this CRS gets, and its subgroup in a run's store.
-
-    ``utm33n`` for EPSG:32633, ``utm33s`` for EPSG:32733, else ``epsg{code}`` (or ``grid`` without a code).
-
-    Example:
-        >>> zone_name("EPSG:32633")
-        'utm33n'
-    """
-    from pyproj import CRS
-
-    code = CRS.from_user_input(crs).to_epsg()
-    if code and 32601 <= code <= 32660:
-        return f"utm{code - 32600:02d}n"
-    if code and 32701 <= code <= 32760:
-        return f"utm{code - 32700:02d}s"
-    return f"epsg{code}" if code else "grid"
-
-
-def utm_zone(lon: float) -> int:
-    """The UTM zone number (1 to 60) of a longitude in degrees; 180 falls in zone 60.
-
-    Example:
-        >>> utm_zone(9.2)
-        32
-    """
-    return min(int((lon + 180) // 6) + 1, 60)
-
-
-def utm_crs(zone: int, lat: float) -> str:
-    """The WGS 84 / UTM CRS of a zone, north or south by the latitude's hemisphere (0 counts as north).
-
-    Example:
-        >>> utm_crs(32, 45.5)
-        'EPSG:32632'
-    """
-    return f"EPSG:{(32600 if lat >= 0 else 32700) + zone}"
 
 
 def _zone_parts(shape):
@@ -303,10 +266,10 @@ def _zone_parts(shape):
     import shapely
 
     west, _, east, _ = shape.bounds
-    for zone in range(utm_zone(west), utm_zone(east) + 1):
-        low = -180 + 6 * (zone - 1)
+    for zone in utm_zones(west, east):
+        low, high = zone_longitudes(zone)
         for bottom, top in ((0.0, UTM_LATITUDES[1]), (UTM_LATITUDES[0], 0.0)):
-            part = shape.intersection(shapely.box(low, bottom, low + 6, top))
+            part = shape.intersection(shapely.box(low, bottom, high, top))
             if part.area > 0:
                 crs = utm_crs(zone, bottom)
                 yield zone_name(crs), crs, part
@@ -318,60 +281,3 @@ def _touched(polygon, lattice: Affine, rows: int, columns: int) -> np.ndarray:
 
     mask = rasterize([polygon], out_shape=(rows, columns), transform=lattice, all_touched=True, dtype="uint8")
     return np.argwhere(mask.astype(bool)).astype(np.int64)
-
-
-def project(geometry, crs: str):
-    """A lon/lat geometry in ``crs``, its edges first cut into 0.05-degree steps so they bend as they should."""
-    import shapely
-    from pyproj import Transformer
-
-    transformer = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
-    return shapely.transform(shapely.segmentize(geometry, 0.05), lambda xy: np.column_stack(transformer.transform(*xy.T)))
-
-
-def area_polygon(area):
-    """The area as a shapely (multi)polygon in lon/lat, checked."""
-    import shapely
-    from shapely.geometry import shape
-
-    if isinstance(area, str) or hasattr(area, "__fspath__"):
-        area = _read_geojson(str(area))
-    if isinstance(area, dict):
-        kind = area.get("type")
-        if kind == "FeatureCollection":
-            area = shapely.union_all([shape(feature["geometry"]) for feature in area.get("features", [])])
-        elif kind == "Feature":
-            area = shape(area["geometry"])
-        else:
-            try:
-                area = shape(area)
-            except (KeyError, TypeError, AttributeError, ValueError, shapely.errors.GeometryTypeError):
-                raise InputError(f"area is not a GeoJSON geometry: {str(area)[:80]}") from None
-    elif isinstance(area, (tuple, list)) and len(area) == 4:
-        west, south, east, north = (float(v) for v in area)
-        if not west < east or not south < north:
-            raise InputError(f"area (west, south, east, north) needs west < east and south < north, got {tuple(area)}; "
-                             "areas across the antimeridian are planned as two runs")
-        area = shapely.box(west, south, east, north)
-    if not isinstance(area, shapely.Geometry):
-        raise InputError(f"area must be (west, south, east, north), a GeoJSON polygon or a file of one, got {type(area).__name__}")
-    if area.geom_type not in ("Polygon", "MultiPolygon") or area.is_empty or not area.area > 0:
-        raise InputError(f"area must be a polygon with an inside, got a {area.geom_type}")
-    west, south, east, north = area.bounds
-    if west < -180 or east > 180 or south < UTM_LATITUDES[0] or north > UTM_LATITUDES[1]:
-        raise InputError(
-            f"area bounds {tuple(round(v, 4) for v in area.bounds)} leave longitude -180..180 or UTM's latitudes "
-            f"{UTM_LATITUDES[0]:g}..{UTM_LATITUDES[1]:g}: give lon/lat degrees (polar areas need another grid: open "
-            "the cube in that CRS and plan it with plan_grid)"
-        )
-    return shapely.make_valid(area)
-
-
-def _read_geojson(path: str) -> dict:
-    import json
-
-    try:
-        with open(path) as file:
-            return json.load(file)
-    except (OSError, json.JSONDecodeError) as error:
-        raise InputError(f"cannot read the area from {path}: {error}") from None

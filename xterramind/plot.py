@@ -13,10 +13,10 @@ import textwrap
 import numpy as np
 import xarray as xr
 
-from .errors import InputError, MissingDependencyError
-from .generate import LULC_CLASSES
+from .errors import InputError, MissingBandsError, MissingDependencyError, OptionError
+from .facts import LULC_CLASSES, LULC_COLOURS
 from .modalities import canonical_bands
-from .quicklook import LULC_COLOURS, lulc_rgb, principal_rgb, random_weights_note, true_colour
+from .quicklook import lulc_rgb, principal_rgb, random_weights_note, true_colour
 
 __all__ = ["COMPOSITES", "plot"]
 
@@ -131,7 +131,7 @@ def _single_date(data: xr.DataArray) -> xr.DataArray:
 
 def _strided(data: xr.DataArray, max_size: int) -> xr.DataArray:
     if not isinstance(max_size, int) or max_size < 16:
-        raise InputError(f"max_size must be a whole number of pixels of at least 16, got {max_size!r}")
+        raise OptionError(f"max_size must be a whole number of pixels of at least 16, got {max_size!r}")
     step = max(1, math.ceil(max(data.sizes["y"], data.sizes["x"]) / max_size))
     extra = [dim for dim in data.dims if dim not in ("y", "x", "band", "embedding")]
     if extra:
@@ -182,11 +182,11 @@ def _composite(data: xr.DataArray, bands) -> tuple[str, xr.DataArray]:
     if bands is not None:
         wanted = [bands] if isinstance(bands, str) else list(bands)
         if len(wanted) not in (1, 3):
-            raise InputError(f"bands= takes one band or three (red, green, blue channels), got {len(wanted)}")
+            raise OptionError(f"bands= takes one band or three (red, green, blue channels), got {len(wanted)}")
         chosen = [name if name in names else known.get(str(name).upper()) for name in wanted]
         missing = [w for w, c in zip(wanted, chosen, strict=True) if c is None]
         if missing:
-            raise InputError(f"no band {missing} here; the bands are {names}")
+            raise MissingBandsError(f"no band {missing} here; the bands are {names}")
         picked = data.sel(band=chosen)
         return " / ".join(map(str, wanted)), picked.isel(band=0) if len(chosen) == 1 else picked
     for label, triple in COMPOSITES.items():

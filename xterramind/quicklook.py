@@ -8,16 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .facts import LULC_COLOURS
+
 __all__ = ["LULC_COLOURS", "lulc_rgb", "principal_rgb", "random_weights_note", "save_side_by_side", "true_colour"]
 
 FIT_SAMPLES = 100_000  # principal axes are fitted on at most this many cells
 BANNER_COLOUR = (150, 0, 0)  # the dark red of the note on pictures made with random weights
-
-LULC_COLOURS = np.array([
-    (0, 0, 0), (65, 155, 223), (57, 125, 73), (122, 135, 198), (228, 150, 53), (196, 40, 27), (165, 155, 143),
-    (168, 235, 255), (97, 97, 97), (227, 226, 195)], dtype=np.uint8)
-"""The usual land-cover colours (Esri 10 m land cover), ``(10, 3)`` uint8 RGB for TerraMind's classes 0..9; no
-data is black."""
 
 
 def principal_rgb(embeddings: np.ndarray, seed: int = 0) -> np.ndarray:

@@ -15,25 +15,22 @@ worker process itself.
 from __future__ import annotations
 
 import functools
-import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
 import dask.array as da
 import numpy as np
-import rioxarray  # noqa: F401  (registers the .rio accessor this module uses)
 import xarray as xr
 
-from .errors import InputError, MissingDependencyError
+from .errors import InputError, MissingDependencyError, OptionError
+from .facts import DATA, DataFacts
+from .geo import Window, area_polygon, georeferenced, lonlat_bounds, project, window_bounds, window_grid
 from .grid import PixelGrid, same_crs
 from .models.registry import resolve_modality
-from .planner import area_polygon, project
 
 __all__ = ["CubeSource", "Source", "StacSource", "SyntheticSource"]
-
-Window = tuple[tuple[int, int], tuple[int, int]]
 
 
 class Source(Protocol):
@@ -84,24 +81,12 @@ class Source(Protocol):
         """
 
 
-def window_bounds(grid: PixelGrid, window: Window) -> tuple[float, float, float, float]:
-    """``(west, south, east, north)`` of a window, in the grid's CRS."""
-    (row0, row1), (col0, col1) = window
-    west, north = grid.transform * (col0, row0)
-    east, south = grid.transform * (col1, row1)
-    return min(west, east), min(south, north), max(west, east), max(south, north)
-
-
-def window_grid(grid: PixelGrid, window: Window) -> PixelGrid:
-    (row0, row1), (col0, col1) = window
-    from affine import Affine
-
-    return PixelGrid(grid.crs, grid.transform * Affine.translation(col0, row0), row1 - row0, col1 - col0)
-
-
-def _georeferenced(data, grid: PixelGrid):
-    data = data.assign_coords(y=grid.y_coords(), x=grid.x_coords())
-    return data.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
+def _prototype(facts: Iterable[DataFacts], grid: PixelGrid) -> xr.Dataset:
+    """A lazy all-zero cube on ``grid``, never computed: every band of each modality's ``facts``, with its dtype
+    and attributes."""
+    variables = {band: (("y", "x"), da.zeros(grid.shape, chunks=grid.shape, dtype=part.dtype), part.attrs)
+                 for part in facts for band in part.bands}
+    return georeferenced(xr.Dataset(variables), grid)
 
 
 # -- an opened cube -------------------------------------------------------------------------------------
@@ -120,7 +105,7 @@ class CubeSource:
         InputError: ``cube`` is not an xarray object, or it has a ``time`` dimension.
 
     Example:
-        >>> from xterramind.modalities import grid_of
+        >>> from xterramind.geo import grid_of
         >>> cube = xterramind.open_sample()
         >>> plan = plan_grid(grid_of(cube, "sample"), region=24)
         >>> report = runner.run(plan, CubeSource(cube), "embed", model, "sample.zarr")
@@ -133,6 +118,18 @@ class CubeSource:
             raise InputError("a run takes one date per pixel: select a date (cube.isel(time=0)) or make a composite "
                              "(cube.median('time')) first")
         self.cube = cube
+
+    @property
+    def grid(self) -> PixelGrid:
+        """The cube's pixel grid, as the verbs read it (that of its modalities): the grid to plan on (``plan_grid``).
+
+        Example:
+            >>> plan = plan_grid(CubeSource(cube).grid, region=24)
+        """
+        from .modalities import grid_of, resolve
+
+        first = resolve(self.cube)[0]
+        return grid_of(first.data, first.spec.name)
 
     def prototype(self, grid: PixelGrid):
         """The cube itself (lazy): a cube is its own prototype.
@@ -166,15 +163,6 @@ class CubeSource:
 # -- synthetic pixels -----------------------------------------------------------------------------------
 
 
-_KINDS = {  # per modality: dtype, nodata, attributes, and the range the values span
-    "S2L2A": ("uint16", 0, {"nodata": 0, "units": "reflectance x 10000"}, (200.0, 4000.0)),
-    "S2L1C": ("uint16", 0, {"nodata": 0, "units": "reflectance x 10000"}, (800.0, 4500.0)),
-    "S1GRD": ("float32", math.nan, {"units": "dB"}, (-25.0, 0.0)),
-    "S1RTC": ("float32", math.nan, {"units": "dB", "modality": "S1RTC"}, (-25.0, 0.0)),
-    "DEM": ("float32", math.nan, {"units": "m"}, (0.0, 2500.0)),
-}
-
-
 class SyntheticSource:
     """Made-up but plausible pixels anywhere on Earth, for trying out and benchmarking runs without data.
 
@@ -196,18 +184,11 @@ class SyntheticSource:
 
     def __init__(self, modalities: Sequence[str] = ("S2L2A",), *, land=None, seed: int = 0):
         self.modalities = tuple(resolve_modality(name).name for name in modalities)
-        unknown = [name for name in self.modalities if name not in _KINDS]
+        unknown = [name for name in self.modalities if name not in DATA]
         if unknown or not self.modalities:
-            raise InputError(f"synthetic pixels exist for {sorted(_KINDS)}, not {unknown or 'nothing'}")
+            raise OptionError(f"synthetic pixels exist for {sorted(DATA)}, not {unknown or 'nothing'}")
         self.seed = int(seed)
         self.land = None if land is None else area_polygon(land)
-
-    def _bands(self):
-        for name in self.modalities:
-            spec = resolve_modality(name)
-            dtype, nodata, attrs, span = _KINDS[name]
-            for band in spec.bands or (name,):
-                yield band, np.dtype(dtype), nodata, attrs, span
 
     def prototype(self, grid: PixelGrid) -> xr.Dataset:
         """A lazy all-zero cube on ``grid`` with the bands, dtypes and attributes ``read`` gives.
@@ -216,10 +197,7 @@ class SyntheticSource:
             >>> list(SyntheticSource(["S1GRD"]).prototype(zone.grid).data_vars)
             ['VV', 'VH']
         """
-        shape = grid.shape
-        variables = {band: (("y", "x"), da.zeros(shape, chunks=shape, dtype=dtype), attrs)
-                     for band, dtype, _, attrs, _ in self._bands()}
-        return _georeferenced(xr.Dataset(variables), grid)
+        return _prototype([DATA[name] for name in self.modalities], grid)
 
     def covers(self, grid: PixelGrid, window: Window) -> bool:
         """Whether the window's footprint meets ``land`` (always, without ``land``).
@@ -247,15 +225,17 @@ class SyntheticSource:
         rows = np.floor(part.y_coords() / size).astype(np.int64)[:, None]  # global pixel indices
         cols = np.floor(part.x_coords() / size).astype(np.int64)[None, :]
         variables = {}
-        for number, (band, dtype, nodata, attrs, (low, high)) in enumerate(self._bands()):
+        bands = [(band, DATA[name]) for name in self.modalities for band in DATA[name].bands]
+        for number, (band, facts) in enumerate(bands):
+            dtype, (low, high) = np.dtype(facts.dtype), facts.span
             phase = 0.7 * number + self.seed
             smooth = 0.5 + 0.3 * np.sin(cols * size / 3100.0 + phase) * np.cos(rows * size / 2300.0 - 0.5 * phase)
             value = low + (high - low) * np.clip(smooth + 0.15 * (_noise(rows, cols, number, self.seed) - 0.5), 0, 1)
             value = value.astype(dtype) if dtype.kind == "f" else np.maximum(value, 1).astype(dtype)
             if inside is not None:
-                value = np.where(inside, value, nodata).astype(dtype)
-            variables[band] = (("y", "x"), value, attrs)
-        return _georeferenced(xr.Dataset(variables), part)
+                value = np.where(inside, value, facts.nodata).astype(dtype)
+            variables[band] = (("y", "x"), value, facts.attrs)
+        return georeferenced(xr.Dataset(variables), part)
 
     def _land_in(self, crs: str):
         cached = getattr(self, "_projected", None)
@@ -313,7 +293,8 @@ class StacSource:
         mask_clouds: make S2L2A pixels that the scene classification flags (clouds, shadows) nodata.
 
     Raises:
-        InputError: a bad option, no catalogue at the path, or an API URL without ``collections``.
+        OptionError: a bad option, or an API URL without ``collections``.
+        InputError: no catalogue or item collection at the path, or ``items`` are not STAC items.
 
     Example:
         >>> source = StacSource("https://earth-search.aws.element84.com/v1", ["S2L2A"],
@@ -325,18 +306,18 @@ class StacSource:
                  time: str | None = None, composite: str | None = None, mask_clouds: bool = True):
         from . import stac
 
-        self.modalities = tuple(stac._modality(name).name for name in modalities)
+        self.modalities = tuple(stac.loadable(name).name for name in modalities)
         if not self.modalities:
-            raise InputError("modalities is empty; name what to load, e.g. ['S2L2A']")
+            raise OptionError("modalities is empty; name what to load, e.g. ['S2L2A']")
         if composite not in (None, "median"):
-            raise InputError(f"composite must be None or 'median', got {composite!r}")
+            raise OptionError(f"composite must be None or 'median', got {composite!r}")
         if time is not None:
             stac.in_time([], time)  # checks its form now, not in a worker
         self.url = items if isinstance(items, str) and items.startswith(("http://", "https://")) else None
         if self.url and not collections:
-            raise InputError("searching a STAC API needs collections=[...], e.g. ['sentinel-2-l2a']")
+            raise OptionError("searching a STAC API needs collections=[...], e.g. ['sentinel-2-l2a']")
         self.path = str(items) if self.url is None and isinstance(items, (str, os.PathLike)) else None
-        self.items = None if self.url or self.path else stac._as_items(items)
+        self.items = None if self.url or self.path else stac.as_items(items)
         if self.path is not None and not Path(self.path).exists():
             raise InputError(f"no STAC catalogue or item collection at {self.path}")
         self.collections = list(collections or [])
@@ -350,16 +331,8 @@ class StacSource:
             >>> StacSource("catalog.json", ["S2L2A"]).prototype(zone.grid).B04.dtype
             dtype('uint16')
         """
-        from . import stac
-
-        variables = {}
-        for name in self.modalities:
-            spec = resolve_modality(name)
-            dtype, attrs = stac.band_dtype(name, self.composite), stac.band_attrs(name)
-            attrs = {k: v for k, v in attrs.items() if k != "nodata"} if self.composite else attrs
-            for band in spec.bands or (name,):
-                variables[band] = (("y", "x"), da.zeros(grid.shape, chunks=grid.shape, dtype=dtype), attrs)
-        return _georeferenced(xr.Dataset(variables), grid)
+        facts = [DATA[name] for name in self.modalities]
+        return _prototype([part.composited() for part in facts] if self.composite else facts, grid)
 
     def covers(self, grid: PixelGrid, window: Window) -> bool:
         """Whether an item's bbox meets the window (always ``True`` for a STAC API: searching is reading).
@@ -374,7 +347,7 @@ class StacSource:
         memory, or ``None`` without items.
 
         Raises:
-            InputError: the window has several dates and no ``composite``.
+            OptionError: the window has several dates and no ``composite``.
 
         Example:
             >>> pixels = source.read(zone.grid, ((0, 4096), (0, 4096)))
@@ -388,13 +361,13 @@ class StacSource:
         cube = stac.load(items, self.modalities, grid=part, time=self.time, composite=self.composite,
                          mask_clouds=self.mask_clouds, chunks=max(part.shape))
         if "time" in cube.dims:
-            raise InputError(f"{cube.sizes['time']} dates in {self.time}: a run takes one per pixel; pass composite='median'")
+            raise OptionError(f"{cube.sizes['time']} dates in {self.time}: a run takes one per pixel; pass composite='median'")
         return cube.load()
 
     def _items(self, grid: PixelGrid, window: Window) -> list:
         from . import stac
 
-        west, south, east, north = _lonlat_bounds(grid.crs, window_bounds(grid, window))
+        west, south, east, north = lonlat_bounds(grid.crs, window_bounds(grid, window))
         if self.url is not None:
             try:
                 from pystac_client import Client
@@ -417,10 +390,4 @@ def _catalogue(path: str) -> list:
     """A static catalogue's items, read once per process."""
     from . import stac
 
-    return stac._as_items(path)
-
-
-def _lonlat_bounds(crs: str, bounds) -> tuple[float, float, float, float]:
-    from pyproj import Transformer
-
-    return Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform_bounds(*bounds, densify_pts=21)
+    return stac.as_items(path)

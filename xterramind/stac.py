@@ -35,11 +35,11 @@ import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor this module uses)
 import xarray as xr
 
-from .errors import InputError, MissingDependencyError
+from .errors import InputError, MissingBandsError, MissingCRSError, MissingDependencyError, OptionError
+from .facts import DATA, band_aliases, band_key
+from .geo import utm_crs, utm_zone, utm_zones, zone_longitudes
 from .grid import PixelGrid
-from .modalities import _alias_table, _key
-from .models.registry import resolve_modality
-from .planner import utm_crs, utm_zone
+from .models.registry import ModalitySpec, resolve_modality
 
 SCL_MASKED = (0, 1, 3, 8, 9, 10)  # no data, saturated/defective, cloud shadow, cloud medium/high, cirrus
 OFFSET = 1000
@@ -83,10 +83,10 @@ def load(
         >>> embeddings = cube.terramind.embed(model)
     """
     odc_stac = _odc_stac()
-    specs = [_modality(name) for name in modalities]
+    specs = [loadable(name) for name in modalities]
     if not specs:
-        raise InputError("modalities is empty; name what to load, e.g. ['S2L2A']")
-    items = _filter_by_time(_as_items(items), time, modalities)
+        raise OptionError("modalities is empty; name what to load, e.g. ['S2L2A']")
+    items = _filter_by_time(as_items(items), time, modalities)
     if grid is None:
         primary = [item for item in items if _provides(item, specs[0])]  # the first modality sets the grid
         crs = crs or _utm_crs(_area(bbox, geometry, primary or items))
@@ -99,7 +99,7 @@ def load(
     for spec in specs:
         chosen = [item for item in items if _provides(item, spec)]
         if not chosen:
-            raise InputError(_missing_message(spec, items))
+            raise MissingBandsError(_missing_message(spec, items))
         _check_projection(chosen, spec)
         assets = _assets(chosen[0], spec)
         wanted = list(assets.values()) + ([_scl_asset(chosen[0])] if spec.name == "S2L2A" and mask_clouds else [])
@@ -141,10 +141,9 @@ def load_by_zone(items, modalities: Sequence[str] = ("S2L2A",), *, bbox: Sequenc
         ...     cube.terramind.embed(model).terramind.to_zarr(f"embeddings-{crs[5:]}.zarr")
     """
     west, south, east, north = bbox
-    zones = range(utm_zone(west), utm_zone(east) + 1)
     cubes = {}
-    for zone in zones:
-        low, high = -180 + 6 * (zone - 1), -180 + 6 * zone
+    for zone in utm_zones(west, east):
+        low, high = zone_longitudes(zone)
         part = (max(west, low), south, min(east, high), north)
         crs = utm_crs(zone, (south + north) / 2)
         cubes[crs] = load(items, modalities, bbox=part, crs=crs, **options)
@@ -162,7 +161,20 @@ def _odc_stac():
     return odc.stac
 
 
-def _as_items(items) -> list:
+def as_items(items) -> list:
+    """STAC items as a list of ``pystac.Item``, from whatever form ``load`` accepts them in.
+
+    Args:
+        items (pystac.ItemCollection | list | str): an ``ItemCollection``, a list of items, a ``pystac_client``
+            search, a catalogue, or the path of a static catalogue or item collection.
+
+    Raises:
+        InputError: the file cannot be read, or there are no items.
+        OptionError: ``items`` are not STAC items.
+
+    Example:
+        >>> items = as_items("catalog.json")   # every item of the catalogue, recursively
+    """
     import pystac
 
     if isinstance(items, (str,)) or hasattr(items, "__fspath__"):
@@ -181,7 +193,7 @@ def _as_items(items) -> list:
     if not items:
         raise InputError("no STAC items: the search or catalogue is empty (check the area, dates and collection)")
     if not all(isinstance(item, pystac.Item) for item in items):
-        raise InputError("items must be pystac Items (an ItemCollection, a search, a catalogue or a list of items)")
+        raise OptionError("items must be pystac Items (an ItemCollection, a search, a catalogue or a list of items)")
     return items
 
 
@@ -208,7 +220,7 @@ def select_time(items: list, time: str | None, modalities: Sequence[str]) -> lis
 
 def _split_static(items: list, modalities: Sequence[str]) -> tuple[list, list]:
     """The items of a DEM (when asked for) and the others."""
-    dem = [spec for spec in map(_modality, modalities) if spec.name == "DEM"]
+    dem = [spec for spec in map(loadable, modalities) if spec.name == "DEM"]
     static = [item for item in items if any(_provides(item, spec) for spec in dem)]
     static_ids = {id(item) for item in static}
     return static, [item for item in items if id(item) not in static_ids]
@@ -227,25 +239,36 @@ def _day(text: str):
     try:
         return datetime.fromisoformat(text).date()
     except ValueError:
-        raise InputError(f"time must look like 2024-06-01 or 2024-06-01/2024-08-31, got {text!r}") from None
+        raise OptionError(f"time must look like 2024-06-01 or 2024-06-01/2024-08-31, got {text!r}") from None
 
 
-def _modality(name: str):
+def loadable(name: str) -> ModalitySpec:
+    """The spec of a modality that ``load`` can load (those of ``xterramind.facts.DATA``).
+
+    Raises:
+        UnknownModalityError: no such modality.
+        OptionError: a modality that STAC loading does not cover (RGB, token modalities).
+
+    Example:
+        >>> loadable("s2l2a").name
+        'S2L2A'
+    """
     spec = resolve_modality(name)
-    if spec.name not in ("S2L2A", "S2L1C", "S1GRD", "S1RTC", "DEM"):
-        raise InputError(f"STAC loading covers S2L2A, S2L1C, S1GRD, S1RTC and DEM, not {spec.name}")
+    if spec.name not in DATA:
+        *first, last = DATA
+        raise OptionError(f"STAC loading covers {', '.join(first)} and {last}, not {spec.name}")
     return spec
 
 
 def _assets(item, spec) -> dict[str, str]:
     """Our band name -> the item's asset key, for every band of the modality the item has."""
     if spec.name == "DEM":
-        key = next((k for k in item.assets if _key(k) in DEM_ASSETS), None)
+        key = next((k for k in item.assets if band_key(k) in DEM_ASSETS), None)
         return {"DEM": key} if key else {}
-    table = _alias_table(spec)
+    table = band_aliases(spec)
     found = {}
     for key in item.assets:
-        band = table.get(_key(key))
+        band = table.get(band_key(key))
         if band is not None and band not in found:
             found[band] = key
     return {band: found[band] for band in spec.bands if band in found}
@@ -264,9 +287,9 @@ def _missing_message(spec, items) -> str:
 
 
 def _scl_asset(item) -> str:
-    key = next((k for k in item.assets if _key(k) == "scl"), None)
+    key = next((k for k in item.assets if band_key(k) == "scl"), None)
     if key is None:
-        raise InputError("S2L2A cloud masking needs the SCL asset, which the items lack; pass mask_clouds=False to load without it")
+        raise MissingBandsError("S2L2A cloud masking needs the SCL asset, which the items lack; pass mask_clouds=False to load without it")
     return key
 
 
@@ -276,7 +299,7 @@ def _check_projection(items, spec) -> None:
         code = item.properties.get("proj:code") or item.properties.get("proj:epsg")
         asset_codes = [a.extra_fields.get("proj:code") or a.extra_fields.get("proj:epsg") for a in item.assets.values()]
         if code is None and not any(asset_codes):
-            raise InputError(
+            raise MissingCRSError(
                 f"item {item.id} has no projection metadata (proj:code or proj:epsg): its pixels cannot be aligned. "
                 "Add the STAC projection extension (proj:code, and proj:shape + proj:transform per asset); most "
                 "public catalogues (Earth Search, Planetary Computer) have it"
@@ -288,7 +311,7 @@ def _check_projection(items, spec) -> None:
 
 def _area(bbox, geometry, items) -> tuple[float, float, float, float]:
     if bbox is not None and geometry is not None:
-        raise InputError("give bbox or geometry, not both")
+        raise OptionError("give bbox or geometry, not both")
     if geometry is not None:
         from shapely.geometry import shape
 
@@ -300,7 +323,7 @@ def _area(bbox, geometry, items) -> tuple[float, float, float, float]:
         bbox = (boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max())
     west, south, east, north = map(float, bbox)
     if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
-        raise InputError(f"bbox must be (west, south, east, north) in degrees, got {tuple(bbox)}")
+        raise OptionError(f"bbox must be (west, south, east, north) in degrees, got {tuple(bbox)}")
     return west, south, east, north
 
 
@@ -330,6 +353,7 @@ def _utm_crs(area) -> str:
 
 def _prepare(loaded: xr.Dataset, spec, assets: dict[str, str], items, mask_clouds: bool) -> xr.Dataset:
     """Rename assets to our band names and bring values to TerraMind's units."""
+    facts = DATA[spec.name]
     out = {}
     if spec.name in ("S2L2A", "S2L1C"):
         shift = _offset_by_time(loaded, items)
@@ -343,29 +367,15 @@ def _prepare(loaded: xr.Dataset, spec, assets: dict[str, str], items, mask_cloud
             values = xr.where(shift, harmonized, values) if shift is not None else values
             if valid is not None:
                 values = values.where(valid, 0)
-            out[band] = values.astype(loaded[key].dtype).assign_attrs(band_attrs(spec.name))
+            out[band] = values.astype(loaded[key].dtype).assign_attrs(facts.attrs)
     elif spec.name in ("S1GRD", "S1RTC"):
         for band, key in assets.items():
-            out[band] = _to_db(loaded[key]).assign_attrs(band_attrs(spec.name))
+            out[band] = _to_db(loaded[key]).assign_attrs(facts.attrs)
     else:
-        values = loaded[assets["DEM"]].astype("float32")
+        values = loaded[assets["DEM"]].astype(facts.dtype)
         nodata = loaded[assets["DEM"]].attrs.get("nodata")
-        out["DEM"] = (values.where(values != nodata) if nodata is not None else values).assign_attrs(band_attrs("DEM"))
+        out["DEM"] = (values.where(values != nodata) if nodata is not None else values).assign_attrs(facts.attrs)
     return xr.Dataset(out)
-
-
-def band_attrs(modality: str) -> dict:
-    """The attributes every band of ``modality`` gets from ``load`` (before any composite)."""
-    if modality in ("S2L2A", "S2L1C"):
-        return {"nodata": 0, "units": "reflectance x 10000"}
-    if modality in ("S1GRD", "S1RTC"):
-        return {"units": "dB", "modality": modality}
-    return {"units": "m"}
-
-
-def band_dtype(modality: str, composite: str | None) -> str:
-    """The dtype of ``modality``'s bands from ``load``: Sentinel-2 keeps its digital numbers unless composited."""
-    return "uint16" if modality in ("S2L2A", "S2L1C") and composite is None else "float32"
 
 
 def _offset_by_time(loaded: xr.Dataset, items) -> xr.DataArray | None:
@@ -404,7 +414,7 @@ def _linear_to_db(block: np.ndarray) -> np.ndarray:
 
 def _composite(cube: xr.Dataset, method: str) -> xr.Dataset:
     if method != "median":
-        raise InputError(f"composite must be None or 'median', got {method!r}")
+        raise OptionError(f"composite must be None or 'median', got {method!r}")
     if "time" not in cube.dims:
         return cube
     out = {}
@@ -416,7 +426,8 @@ def _composite(cube: xr.Dataset, method: str) -> xr.Dataset:
         floats = values.astype("float32")
         floats = floats.where(floats != nodata) if nodata is not None else floats
         median = floats.chunk({"time": -1}).median("time", skipna=True)
-        out[name] = median.assign_attrs({k: v for k, v in values.attrs.items() if k != "nodata"})
+        median.attrs = {k: v for k, v in values.attrs.items() if k != "nodata"}  # replaced: reductions keep attrs
+        out[name] = median
     return xr.Dataset(out, attrs=cube.attrs)
 
 
