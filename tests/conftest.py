@@ -147,6 +147,24 @@ def lulc(cube, micro):
     return cube.terramind.generate("LULC", micro, seed=7).compute()
 
 
+@pytest.fixture(scope="session")
+def sample_embeddings():
+    """Embeddings of the real scene by the tiny model on random weights, in memory, in 12-token chunks (30 x 30
+    tokens): what the retrieval tests export, search and map."""
+    model = xterramind.load_model("terramind_v1_tiny", weights="random", device="cpu", precision="fp32")
+    return xterramind.open_sample().terramind.embed(model).compute().chunk({"y": 12, "x": 12})
+
+
+@pytest.fixture(scope="session")
+def cell_export(sample_embeddings, tmp_path_factory):
+    """``sample_embeddings`` exported in 32-px cells (15 x 15 of them, exact index), opened."""
+    from xterramind import retrieval
+
+    path = tmp_path_factory.mktemp("export") / "cells"
+    sample_embeddings.terramind.export(path, cell=32)
+    return retrieval.open(path)
+
+
 @pytest.fixture
 def s2_tile():
     """A standardized S2L2A batch, (2, 12, 64, 64), from realistic reflectances."""

@@ -11,8 +11,9 @@ import pytest
 import yaml
 import zarr
 
-from xterramind import cli, runtime
+from xterramind import cli, retrieval, runner, runtime
 from xterramind.data import SAMPLE_STACK
+from xterramind.errors import ForeignStoreError
 
 ROOT = Path(__file__).parents[1]
 AREA = [9.0, 45.0, 9.12, 45.08]
@@ -88,7 +89,7 @@ MISTAKES = [  # arguments, exit code, what the one line must say
     ("run {planned} --dry-run", 1, ["belong to the plan", "region:"]),
     ("run {gpu} --dry-run", 1, ["gpu: must be one of auto, true, false"]),
     ("run {flight} --dry-run", 1, ["in_flight: must be"]),
-    ("run {verb} --dry-run", 1, ["verb: must be one of embed, generate, tokenize"]),
+    ("run {verb} --dry-run", 1, [f"verb: must be one of {', '.join(runner.VERBS)}, got 'paint'"]),
     ("run {model} --dry-run", 1, ["model: unknown model"]),
     ("run {nocube} --dry-run", 1, ["source: {cube: ...}", "neither a zarr store nor a raster file"]),
     ("run {auto} --dry-run", 1, ["weights: random", "--tiles-per-second N"]),
@@ -185,3 +186,28 @@ def test_a_run_whose_output_holds_something_else_fails_before_the_speed_is_measu
     assert code == 1 and "is not an xterramind run store" in line and "--overwrite" in line
     assert sum(runtime.loads.values()) == loads  # no model built, nothing measured
     assert (places["folder"] / "mine.txt").read_text() == "mine"
+
+
+def test_command_line_export_and_search(sample_embeddings, tmp_path, capsys):
+    sample_embeddings.to_dataset().to_zarr(tmp_path / "emb.zarr", zarr_format=2)
+    assert cli.main(["export", str(tmp_path / "emb.zarr"), str(tmp_path / "cells"), "--cell", "32"]) == 0
+    assert "225 cells" in capsys.readouterr().out
+    row = retrieval.open(tmp_path / "cells").rows([40]).iloc[0]
+    assert cli.main(["search", str(tmp_path / "cells"), "--lonlat", str(row["lon"]), str(row["lat"]), "-k", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert row["cell_id"] in printed.splitlines()[1] and "score" in printed
+    assert cli.main(["search", str(tmp_path / "nowhere"), "--lonlat", "0", "0"]) == 1
+    assert "not an xterramind cell export" in capsys.readouterr().err
+
+
+def test_an_output_that_holds_something_else_is_a_foreign_store_error(places, monkeypatch):
+    """What ``main`` prints as one line (above) is a ForeignStoreError for a Python caller of the subcommands."""
+    import argparse
+
+    for command, arguments in [(cli.demo, {"output": str(places["file"]), "model": "terramind_micro"}),
+                               (cli.demo, {"output": str(places["demo"]), "model": "terramind_micro"}),
+                               (cli.export, {"store": str(places["store"]), "output": str(places["file"]),
+                                             "variable": "embeddings", "zone": None})]:
+        with pytest.raises(ForeignStoreError):
+            command(argparse.Namespace(**arguments))
+    assert places["file"].read_text() == "mine" and (places["demo"] / "embeddings.zarr" / "mine.txt").exists()

@@ -29,19 +29,13 @@ Every error raised on purpose is an ``xterramind.errors.XterramindError`` whose 
 Docs: the ``docs/`` site (``mkdocs serve``) and ``notebooks/quickstart.ipynb``.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("xterramind")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0+unknown"
-
 from . import accessor, stac  # noqa: F401  (registers the .terramind accessor; xterramind.stac.load)
 from .data import open_sample
 from .errors import XterramindError
 from .generate import LULC_CLASSES
 from .models import TerraMindModel, list_models, load_model
 from .store import open_result as open  # xterramind.open(path), as xarray.open_zarr
+from .version import __version__
 
 __all__ = ["LULC_CLASSES", "TerraMindModel", "XterramindError", "__version__", "list_models", "load_model", "open",
            "open_sample"]

@@ -10,9 +10,9 @@ import numbers
 
 import numpy as np
 
-from .errors import InputError
+from .errors import OptionError
 
-__all__ = ["check_keywords", "checked", "flag", "keywords", "names", "number", "unknown", "whole_number"]
+__all__ = ["check_keywords", "checked", "flag", "keywords", "names", "nearest", "number", "unknown", "whole_number"]
 
 
 def keywords(function, skip=()) -> tuple[list[str], list[str]]:
@@ -37,6 +37,17 @@ def unknown(given, taken) -> list[str]:
     return sorted(set(given) - set(taken))
 
 
+def nearest(name, taken) -> str | None:
+    """The name in ``taken`` nearest to the misspelt ``name``, or ``None`` if none is near.
+
+    Example:
+        >>> nearest("tilesize", ["seed", "tile_size"])
+        'tile_size'
+    """
+    close = difflib.get_close_matches(str(name).lower(), [str(t) for t in taken], n=1)
+    return close[0] if close else None
+
+
 def check_keywords(verb: str, options: dict, function, skip=()) -> None:
     """Fail on a keyword in ``options`` that ``function`` (what ``verb`` hands them to) does not take, naming the
     nearest one it does: Python's own TypeError would name an internal function and guess nothing.
@@ -44,7 +55,7 @@ def check_keywords(verb: str, options: dict, function, skip=()) -> None:
     Example:
         >>> check_keywords("embed", {"tilesize": 64}, engine.embed_verb, skip=("cube", "model"))
         Traceback (most recent call last):
-        InputError: embed got an unknown option 'tilesize' (did you mean 'tile_size'?); its options are [...]
+        OptionError: embed got an unknown option 'tilesize' (did you mean 'tile_size'?); its options are [...]
     """
     taken = keywords(function, skip)[1]
     wrong = unknown(options, taken)
@@ -52,10 +63,10 @@ def check_keywords(verb: str, options: dict, function, skip=()) -> None:
         return
     said = []
     for name in wrong:
-        nearest = difflib.get_close_matches(str(name).lower(), taken, n=1)
-        said.append(f"{name!r}" + (f" (did you mean {nearest[0]!r}?)" if nearest else ""))
+        guess = nearest(name, taken)
+        said.append(f"{name!r}" + (f" (did you mean {guess!r}?)" if guess else ""))
     what = f"an unknown option {said[0]}" if len(said) == 1 else f"unknown options {', '.join(said)}"
-    raise InputError(f"{verb} got {what}; its options are {taken}")
+    raise OptionError(f"{verb} got {what}; its options are {taken}")
 
 
 def checked(verb: str):
@@ -87,14 +98,14 @@ def whole_number(name: str, value, minimum: int | None = None, *, optional: bool
         8
         >>> whole_number("batch_size", True, 1)
         Traceback (most recent call last):
-        InputError: batch_size must be a whole number of at least 1, got True
+        OptionError: batch_size must be a whole number of at least 1, got True
     """
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or (minimum is not None and value < minimum):
         at_least = "" if minimum is None else f" of at least {minimum}"
         default = " (or None for the default)" if optional else ""
-        raise InputError(f"{name} must be a whole number{at_least}{default}, got {value!r}")
+        raise OptionError(f"{name} must be a whole number{at_least}{default}, got {value!r}")
     return int(value)
 
 
@@ -109,7 +120,7 @@ def number(name: str, value, minimum: float | None = None, maximum: float | None
         bounds = (f" from {minimum} to {maximum}" if None not in (minimum, maximum)
                   else f" of at least {minimum}" if minimum is not None
                   else f" of at most {maximum}" if maximum is not None else "")
-        raise InputError(f"{name} must be a number{bounds}, got {value!r}")
+        raise OptionError(f"{name} must be a number{bounds}, got {value!r}")
     return float(value)
 
 
@@ -125,7 +136,7 @@ def flag(name: str, value) -> bool:
         False
     """
     if not isinstance(value, bool | np.bool_):
-        raise InputError(f"{name} must be True or False, got {value!r}")
+        raise OptionError(f"{name} must be True or False, got {value!r}")
     return bool(value)
 
 
@@ -143,6 +154,6 @@ def names(name: str, value, example: str) -> list[str]:
     except TypeError:
         listed = None
     if listed is None or not all(isinstance(item, str) for item in listed):
-        raise InputError(f"{name} takes a name or a list of names, e.g. {name}={example!r} or {name}=[{example!r}], "
+        raise OptionError(f"{name} takes a name or a list of names, e.g. {name}={example!r} or {name}=[{example!r}], "
                          f"got {value!r}")
     return listed

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, list_models, load_model
-from .errors import InputError, Interrupted, StoreError, WeightsUnavailableError, XterramindError
-from .models import get_config
+from .errors import ForeignStoreError, InputError, Interrupted, StoreError, WeightsUnavailableError, XterramindError
+from .models import get_config, list_models, load_model
 from .models.registry import tokenizer_config
 from .models.weights import locate_official
 from .store import DEFAULT_ZARR_FORMAT, is_store, open_result
+from .version import __version__
 
 
 def _official_or_random(name: str, download: bool):
@@ -58,7 +58,7 @@ def demo(args: argparse.Namespace) -> None:
 
     output = Path(args.output)
     if output.exists() and not output.is_dir():
-        raise InputError(f"--output {output} is a file; the demo writes a folder (two stores and a picture): give "
+        raise ForeignStoreError(f"--output {output} is a file; the demo writes a folder (two stores and a picture): give "
                          "another --output")
     try:
         output.mkdir(parents=True, exist_ok=True)
@@ -67,7 +67,7 @@ def demo(args: argparse.Namespace) -> None:
     strangers = [name for name in ("embeddings.zarr", "lulc.zarr")
                  if (output / name).exists() and not is_store(output / name)]
     if strangers:
-        raise InputError(f"--output {output} holds {strangers}, which the demo did not write and will not replace: "
+        raise ForeignStoreError(f"--output {output} holds {strangers}, which the demo did not write and will not replace: "
                          "give another --output")
     cube = open_sample()
     model = _official_or_random(args.model, args.download)
@@ -115,7 +115,7 @@ def export(args: argparse.Namespace) -> None:
         raise InputError(f"{args.store} holds {held}, not embeddings; {hint} (or name the variable with --variable)")
     output, store = Path(args.output).resolve(), Path(args.store).resolve()
     if output.exists() and not output.is_dir():
-        raise InputError(f"{args.output} is a file; export writes a folder: give another OUTPUT")
+        raise ForeignStoreError(f"{args.output} is a file; export writes a folder: give another OUTPUT")
     if output == store or output in store.parents:
         raise InputError(f"{args.output} holds the store being exported; give another OUTPUT")
     report = export_cells(embeddings, args.output, cell=args.cell, quantize="int8" if args.int8 else None,
@@ -136,14 +136,15 @@ def run(args: argparse.Namespace) -> int:
     """Run (or with --dry-run, plan and cost) the configuration file's verb over its area."""
     import logging
 
-    from . import runner
+    from . import runner, store
     from .config import load_config
 
     config = load_config(args.config)
     source = config.make_source()
     plan = config.make_plan(source)
     if not args.dry_run:  # an output that holds something else fails now, not after the speed is measured
-        runner.check_run_store(config.output, plan, resume=True, overwrite=args.overwrite)
+        store.check_run_root(config.output, {zone.name: zone.crs for zone in plan.zones}, resume=True,
+                             overwrite=args.overwrite)
     try:  # a dry run given the speed needs only the model's architecture, not its weights
         model = config.make_model(stand_in=args.dry_run and args.tiles_per_second is not None)
         forecast = runner.forecast(plan, source, config.verb, model, tiles_per_second=args.tiles_per_second,

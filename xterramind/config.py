@@ -31,7 +31,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import InputError, UnknownModelError
+from .arguments import nearest, unknown
+from .errors import ConfigError, OptionError, UnknownModelError
 from .store import DEFAULT_ZARR_FORMAT
 
 KEYS = {"area", "source", "verb", "options", "model", "weights", "device", "precision", "output", "cluster",
@@ -41,6 +42,10 @@ SOURCE_KEYS = {"stac": {"stac", "modalities", "collections", "time", "composite"
                "synthetic": {"synthetic"}}
 SYNTHETIC_KEYS = {"modalities", "land", "seed"}
 CHOICES = {"gpu": ("auto", True, False), "zarr_format": (2, 3)}  # YAML spellings: auto, true, false; 2, 3
+TEXTS = {"model": "a model name, e.g. model: terramind_v1_base", "weights": "auto, random or a checkpoint file",
+         "device": "auto, cpu, cuda or cuda:N", "precision": "auto, fp32, bf16 or fp16",
+         "output": "a path, e.g. output: area.zarr", "cluster": "a scheduler's address, e.g. cluster: tcp://scheduler:8786"}
+NAMES = {"modalities": "S2L2A", "collections": "sentinel-2-l2a"}  # settings that hold a list of names
 
 __all__ = ["RunConfig", "load_config"]
 
@@ -110,10 +115,7 @@ class RunConfig:
         from . import planner, sources
 
         if isinstance(source, sources.CubeSource):
-            from .modalities import grid_of, resolve
-
-            first = resolve(source.cube)[0]
-            return planner.plan_grid(grid_of(first.data, first.spec.name), self.area, region=self.region)
+            return planner.plan_grid(source.grid, self.area, region=self.region)
         return planner.plan_area(self.area, resolution=self.resolution, region=self.region)
 
     def make_model(self, *, stand_in: bool = False):
@@ -130,7 +132,7 @@ class RunConfig:
         Example:
             >>> model = load_config("europe.yaml").make_model()
         """
-        from . import load_model
+        from .models import load_model
 
         if stand_in:
             return load_model(self.model, weights="random", device="cpu", precision="fp32")
@@ -145,12 +147,13 @@ class RunConfig:
 def load_config(path) -> RunConfig:
     """Read and check a run configuration file (YAML or JSON, see the module docstring).
 
-    Unknown or missing settings fail here, before anything is loaded or planned; relative paths are
-    taken relative to the file, so a configuration runs from any working directory.
+    Unknown, missing or ill-typed settings fail here, before anything is loaded or planned; relative paths
+    are taken relative to the file, so a configuration runs from any working directory.
 
     Raises:
-        InputError: the file cannot be read, is not a mapping, has unknown or missing settings, or a
-            ``source:`` that names not exactly one of ``stac``, ``cube``, ``synthetic``.
+        ConfigError: the file cannot be read, is not a mapping, has unknown, missing or ill-typed settings, or
+            a ``source:`` that names not exactly one of ``stac``, ``cube``, ``synthetic``; each message names
+            the setting and its fix in the file's words.
 
     Example:
         >>> config = load_config("europe.yaml")
@@ -163,25 +166,23 @@ def load_config(path) -> RunConfig:
     try:
         raw = yaml.safe_load(path.read_text())
     except OSError as error:
-        raise InputError(f"cannot read the run configuration {path}: {error.strerror or error}") from None
+        raise ConfigError(f"cannot read the run configuration {path}: {error.strerror or error}") from None
     except yaml.YAMLError as error:
-        raise InputError(f"{path} is not valid YAML: {error}") from None
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
     if not isinstance(raw, dict):
-        raise InputError(f"{path} must hold a mapping of settings (area:, source:, output:, ...)")
-    unknown = sorted(set(raw) - KEYS)
-    if unknown:
-        raise InputError(f"{path}: unknown settings {unknown}; the settings are {sorted(KEYS)}")
+        raise ConfigError(f"{path} must hold a mapping of settings (area:, source:, output:, ...)")
+    _check_known(path, raw, KEYS, "", "the settings are")
     missing = [key for key in ("area", "source", "output") if key not in raw]
     if missing:
-        raise InputError(f"{path}: missing {missing}; a run needs area:, source: and output:")
+        raise ConfigError(f"{path}: missing {missing}; a run needs area:, source: and output:")
     source = raw["source"]
     kinds = [k for k in SOURCE_KINDS if isinstance(source, dict) and k in source]
     if len(kinds) != 1:
-        raise InputError(f"{path}: source: needs exactly one of {list(SOURCE_KINDS)}, e.g. source: {{stac: catalog.json}}")
+        raise ConfigError(f"{path}: source: needs exactly one of {list(SOURCE_KINDS)}, e.g. source: {{stac: catalog.json}}")
     _check_source(path, source, kinds[0])
     options = raw.get("options") or {}
     if not isinstance(options, dict):
-        raise InputError(f"{path}: options: must be a mapping of the verb's options, e.g. {{batch_size: 64}}")
+        raise ConfigError(f"{path}: options: must be a mapping of the verb's options, e.g. {{batch_size: 64}}")
     _check_verb(path, raw.get("verb", "embed"), options)
     _check_settings(path, raw)
     folder = path.parent
@@ -192,51 +193,112 @@ def load_config(path) -> RunConfig:
                      **settings)
 
 
+def _check_known(path: Path, given: dict, known, where: str, listing: str) -> None:
+    """Fail on a key of ``given`` not in ``known`` (settings ``where``), with the nearest known key for a misspelt one."""
+    wrong = unknown(map(str, given), known)
+    if wrong:
+        guesses = [f"{guess}:" for guess in (nearest(name, sorted(known)) for name in wrong) if guess]
+        hint = f" (did you mean {' or '.join(guesses)}?)" if guesses else ""
+        raise ConfigError(f"{path}: unknown settings {wrong}{where}{hint}; {listing} {sorted(known)}")
+
+
 def _check_verb(path: Path, verb, options: dict) -> None:
     """The verb and its options, checked as ``xterramind.runner`` checks them but said as settings of the file."""
     import yaml
 
     from . import runner
 
-    if verb not in runner.VERBS:
-        raise InputError(f"{path}: verb: must be one of {', '.join(runner.VERBS)}, got {verb!r}")
+    if not isinstance(verb, str) or verb not in runner.VERBS:
+        raise ConfigError(f"{path}: verb: must be one of {', '.join(runner.VERBS)}, got {_said(verb)}")
     planned, unknown, missing = runner.option_mistakes(verb, options)
     if planned:
-        raise InputError(f"{path}: options: {planned} belong to the plan, not the verb: set the region side with "
-                         "region: (tokens); tiles are the model's own")
+        raise ConfigError(f"{path}: options: {planned} belong to the plan, not the verb: set the region side with "
+                          "region: (tokens); tiles are the model's own")
     if unknown:
-        raise InputError(f"{path}: options: unknown {unknown} for verb: {verb}; its options are "
-                         f"{runner.verb_options(verb)[1]}")
+        raise ConfigError(f"{path}: options: unknown {unknown} for verb: {verb}; its options are "
+                          f"{runner.verb_options(verb)[1]}")
     if missing:
         example = yaml.safe_dump({name: runner.EXAMPLES[name] for name in missing}, default_flow_style=True).strip()
-        raise InputError(f"{path}: verb: {verb} needs options: {example} (or other values)")
+        raise ConfigError(f"{path}: verb: {verb} needs options: {example} (or other values)")
 
 
 def _check_settings(path: Path, raw: dict) -> None:
-    """Settings with a fixed set of values, a model name and the regions in flight, before anything is loaded."""
+    """The value of each top-level setting, before anything is loaded: its kind, its choices, the model's name."""
+    from . import runtime
     from .models import get_config
 
     for key, choices in CHOICES.items():
         if key in raw and not any(raw[key] == value and type(raw[key]) is type(value) for value in choices):
             spelt = ", ".join(str(value).lower() for value in choices)
-            raise InputError(f"{path}: {key}: must be one of {spelt}, got {raw[key]!r}")
-    in_flight = raw.get("in_flight")
-    if in_flight is not None and (isinstance(in_flight, bool) or not isinstance(in_flight, int) or in_flight < 1):
-        raise InputError(f"{path}: in_flight: must be a whole number of regions, at least 1, got {in_flight!r}")
+            raise ConfigError(f"{path}: {key}: must be one of {spelt}, got {_said(raw[key])}")
+    for key, what in TEXTS.items():
+        if key in raw and not (isinstance(raw[key], str) or (key == "cluster" and raw[key] is None)):
+            raise ConfigError(f"{path}: {key}: must be {what}, got {_said(raw[key])}")
+    for key, check in {"device": runtime.device_named, "precision": runtime.precision_named}.items():
+        try:
+            check(raw.get(key, "auto"))
+        except OptionError:  # said in the file's words
+            raise ConfigError(f"{path}: {key}: must be {TEXTS[key]}, got {_said(raw[key])}") from None
+    if raw.get("in_flight") is not None:  # null: the default
+        _check_whole(path, "in_flight:", raw, "in_flight", 1)
+    _check_whole(path, "region:", raw, "region", 1)
+    resolution = raw.get("resolution", RunConfig.resolution)
+    if isinstance(resolution, bool) or not isinstance(resolution, int | float) or not resolution > 0:
+        raise ConfigError(f"{path}: resolution: must be a positive number of metres per pixel, e.g. resolution: 10, "
+                          f"got {_said(resolution)}")
+    _check_area(path, "area:", "area", raw["area"])
     try:
-        get_config(str(raw.get("model", RunConfig.model)))
+        get_config(raw.get("model", RunConfig.model))
     except UnknownModelError as error:
-        raise UnknownModelError(f"{path}: model: {error}") from None
+        raise ConfigError(f"{path}: model: {error}") from None
+
+
+def _said(value) -> str:
+    """A setting's value as the file would spell it: ``true``, ``null``, ``[1, 2]``; text quoted."""
+    import yaml
+
+    return repr(value) if isinstance(value, str) else yaml.safe_dump([value], default_flow_style=True, width=1000).strip()[1:-1]
+
+
+def _check_whole(path: Path, said: str, settings: dict, key: str, minimum: int | None = None) -> None:
+    """``settings[key]``, when set, is a whole number (not a bool, not ``2.0``) of at least ``minimum``."""
+    value = settings.get(key, minimum or 0)
+    if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
+        at_least = "" if minimum is None else f" of at least {minimum}"
+        raise ConfigError(f"{path}: {said} must be a whole number{at_least}, got {_said(value)}")
+
+
+def _check_area(path: Path, said: str, key: str, area) -> None:
+    """An area is a file (a string), a GeoJSON mapping or four numbers; ``xterramind.planner`` checks the rest."""
+    numbers = isinstance(area, list) and len(area) == 4 and all(isinstance(v, int | float) and not isinstance(v, bool)
+                                                                for v in area)
+    if not (isinstance(area, str | dict) or numbers):
+        raise ConfigError(f"{path}: {said} must be [west, south, east, north] in degrees, a GeoJSON polygon or a "
+                          f"GeoJSON file, e.g. {key}: [9.0, 45.0, 9.5, 45.5], got {_said(area)}")
 
 
 def _check_source(path: Path, source: dict, kind: str) -> None:
-    """Misspelt source settings fail here rather than being ignored."""
-    unknown = sorted(set(source) - SOURCE_KEYS[kind])
-    if unknown:
-        raise InputError(f"{path}: unknown settings {unknown} in a {kind} source; they are {sorted(SOURCE_KEYS[kind])}")
-    spec = source[kind] or {}
+    """Misspelt source settings, and values of the wrong kind, fail here rather than deep inside the source."""
+    _check_known(path, source, SOURCE_KEYS[kind], f" in a {kind} source", "they are")
+    spec = source[kind] if kind != "synthetic" else source[kind] or {}
     if kind == "synthetic" and (not isinstance(spec, dict) or set(spec) - SYNTHETIC_KEYS):
-        raise InputError(f"{path}: source: {{synthetic: ...}} takes a mapping of {sorted(SYNTHETIC_KEYS)}")
+        raise ConfigError(f"{path}: source: {{synthetic: ...}} takes a mapping of {sorted(SYNTHETIC_KEYS)}")
+    if kind in ("stac", "cube") and not isinstance(spec, str):
+        raise ConfigError(f"{path}: source: {{{kind}: ...}} must be a path{' or URL' * (kind == 'stac')}, got {_said(spec)}")
+    settings = spec if kind == "synthetic" else source
+    where = "source: {synthetic: {%s: ...}}" if kind == "synthetic" else "source: {%s: ...}"
+    for key, example in NAMES.items():
+        names = settings.get(key, [example])
+        if not (isinstance(names, list) and names and all(isinstance(name, str) for name in names)):
+            raise ConfigError(f"{path}: {where % key} must be a list of names, e.g. {key}: [{example}], got {_said(names)}")
+    if kind == "synthetic":
+        _check_whole(path, where % "seed", spec, "seed")
+        if "land" in spec:
+            _check_area(path, where % "land", "land", spec["land"])
+    if "mask_clouds" in source and not isinstance(source["mask_clouds"], bool):
+        raise ConfigError(f"{path}: {where % 'mask_clouds'} must be true or false, got {_said(source['mask_clouds'])}")
+    if source.get("composite") not in (None, "median"):
+        raise ConfigError(f"{path}: {where % 'composite'} must be median (or left out), got {_said(source['composite'])}")
 
 
 def _open_cube(path: Path):
@@ -246,11 +308,11 @@ def _open_cube(path: Path):
     import zarr
 
     if not path.exists():
-        raise InputError(f"source: {{cube: ...}}: no cube at {path}")
+        raise ConfigError(f"source: {{cube: ...}}: no cube at {path}")
     try:
         if path.is_dir():
             return xr.open_zarr(path, decode_coords="all")
         return rioxarray.open_rasterio(path, chunks={"band": -1, "y": 2048, "x": 2048})
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError,
             rasterio.errors.RasterioIOError):
-        raise InputError(f"source: {{cube: ...}}: {path} is neither a zarr store nor a raster file (GeoTIFF)") from None
+        raise ConfigError(f"source: {{cube: ...}}: {path} is neither a zarr store nor a raster file (GeoTIFF)") from None

@@ -13,7 +13,7 @@ from collections import Counter
 
 import torch
 
-from .errors import InputError
+from .errors import OptionError
 
 PRECISIONS = {"fp32": None, "float32": None, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
               "fp16": torch.float16, "float16": torch.float16}
@@ -23,29 +23,68 @@ _models_lock = threading.Lock()
 loads: Counter = Counter()  # model name -> number of modules built in this process (tests read it)
 
 
-def choose_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"``: the first CUDA GPU if there is one, else the CPU."""
+def device_named(device: str | torch.device) -> torch.device | None:
+    """The device ``device`` names (``None`` for ``"auto"``), whether or not this machine has it: a run file names
+    each worker's device, which the driver may lack.
+
+    Raises:
+        OptionError: a name torch does not know.
+
+    Example:
+        >>> device_named("cuda:1")
+        device(type='cuda', index=1)
+    """
     if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return None
     try:
-        chosen = torch.device(device)
+        return torch.device(device)
     except (RuntimeError, TypeError):
-        raise InputError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+        raise OptionError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+
+
+def choose_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"``: the first CUDA GPU if there is one, else the CPU.
+
+    Example:
+        >>> choose_device("cpu")
+        device(type='cpu')
+    """
+    chosen = device_named(device)
+    if chosen is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if chosen.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} asked for, but this machine has no CUDA GPU; use device='cpu' or 'auto'")
+        raise OptionError(f"device {device!r} asked for, but this machine has no CUDA GPU; use device='cpu' or 'auto'")
     return chosen
 
 
+def precision_named(precision: str) -> str:
+    """``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"``: the short name of ``precision`` (``"bfloat16"`` is ``"bf16"``).
+
+    Raises:
+        OptionError: a precision that is none of these.
+
+    Example:
+        >>> precision_named("bfloat16")
+        'bf16'
+    """
+    if precision != "auto" and not (isinstance(precision, str) and precision in PRECISIONS):
+        raise OptionError(f"unknown precision {precision!r}; use 'auto', 'fp32', 'bf16' or 'fp16'")
+    return {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(precision, precision)
+
+
 def choose_precision(precision: str, device: torch.device) -> str:
-    """``"auto"``: bf16 on GPUs that support it (about twice as fast, cosine similarity > 0.9999), else fp32."""
-    if precision == "auto":
+    """``"auto"``: bf16 on GPUs that support it (about twice as fast, cosine similarity > 0.9999), else fp32.
+
+    Example:
+        >>> choose_precision("auto", torch.device("cpu"))
+        'fp32'
+    """
+    canonical = precision_named(precision)
+    if canonical == "auto":
         bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
         return "bf16" if bf16 else "fp32"
-    if precision not in PRECISIONS:
-        raise InputError(f"unknown precision {precision!r}; use 'auto', 'fp32', 'bf16' or 'fp16'")
-    canonical = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(precision, precision)
     if canonical == "fp16" and device.type != "cuda":
-        raise InputError("fp16 runs on CUDA GPUs only; on the CPU use precision='bf16' or 'fp32'")
+        raise OptionError("fp16 runs on CUDA GPUs only; on the CPU use precision='bf16' or 'fp32'")
     return canonical
 
 

@@ -19,13 +19,14 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from .. import progress
-from ..errors import InputError
+from .. import executor
+from ..arguments import whole_number
+from ..errors import InputError, NoValidDataError, OptionError, StoreExistsError
 from ..grid import PixelGrid
 from ..modalities import grid_of
 from ..store import remove
-
-META = "_export.json"  # "_" keeps it out of the GeoParquet dataset the folder is
+from .index import check_kind
+from .search import META, CellSet
 
 
 @dataclass
@@ -84,7 +85,11 @@ def export(embeddings: xr.DataArray, path, *, cell: int = 224, quantize: str | N
         progress_bar: show a progress bar; default in Jupyter or a terminal.
 
     Raises:
-        InputError: not embeddings, a bad ``cell`` or ``quantize``, ``path`` exists, or no valid cell.
+        InputError: not embeddings.
+        OptionError: a bad ``cell``, ``quantize`` or ``index``.
+        StoreExistsError: ``path`` exists and ``overwrite`` is not set.
+        StoreError: ``overwrite`` is set, but ``path`` holds what xterramind did not write.
+        NoValidDataError: no cell has a valid token.
 
     Example:
         >>> report = xterramind.retrieval.export(embeddings, "cells", cell=448, quantize="int8")
@@ -93,11 +98,13 @@ def export(embeddings: xr.DataArray, path, *, cell: int = 224, quantize: str | N
     started = clock.perf_counter()
     size = _cell_tokens(embeddings, cell)
     if quantize not in (None, "int8"):
-        raise InputError(f"quantize must be None or 'int8', got {quantize!r}")
+        raise OptionError(f"quantize must be None or 'int8', got {quantize!r}")
+    if index is not None:
+        check_kind(index)  # now, not after the parts are written
     folder = Path(path)
     if folder.exists():
         if not overwrite:
-            raise InputError(f"{folder} exists; pass overwrite=True to replace it, or choose another path")
+            raise StoreExistsError(f"{folder} exists; pass overwrite=True to replace it, or choose another path")
         remove(folder, written_by_xterramind=lambda folder: (folder / META).is_file())
     folder.mkdir(parents=True)
     grid = grid_of(embeddings.isel(embedding=0), "the embeddings")
@@ -115,21 +122,19 @@ def export(embeddings: xr.DataArray, path, *, cell: int = 224, quantize: str | N
                 block = layer.data.blocks[:, by, bx]
                 then = functools.partial(_write_part, origin=(int(offsets_y[by]), int(offsets_x[bx])), when=_iso(when),
                                          job=job, name=name)
-                jobs.append(progress.Job((block,), then))
+                jobs.append(executor.Job((executor.Compute((block,)), executor.Stage(then)), name))
                 names.append(name)
-    counts = progress.run(jobs, f"exporting {folder.name}", progress_bar, resume=None)
+    counts = [done.value for done in executor.run(jobs, f"exporting {folder.name}", progress_bar, resume=None)]
     parts = [(name, count) for name, count in zip(names, counts, strict=True) if count]
-    meta = {"cell": cell, "cell_tokens": size, "patch_size": int(embeddings.attrs.get("patch_size", 16)),
+    meta = {"cell": int(cell), "cell_tokens": size, "patch_size": int(embeddings.attrs.get("patch_size", 16)),
             "crs": grid.crs, "transform": list(grid.transform)[:6], "lonlat_bounds": _lonlat_bounds(grid),
             "dim": int(embeddings.sizes["embedding"]),
             "quantize": quantize, "model": job.model, "weights": job.weights, "parts": parts, "rows": sum(counts)}
     (folder / META).write_text(json.dumps(meta, indent=1))
     if not meta["rows"]:
-        raise InputError("no cell has a valid token: nothing to export (is the embedding all NaN?)")
+        raise NoValidDataError("no cell has a valid token: nothing to export (is the embedding all NaN?)")
     if index is not None:
-        from .search import open as open_cells
-
-        open_cells(folder).build_index(index)
+        CellSet(folder).build_index(index)
     return ExportReport(str(folder), len(parts), meta["rows"], clock.perf_counter() - started)
 
 
@@ -137,8 +142,8 @@ def _cell_tokens(embeddings, cell: int) -> int:
     if not isinstance(embeddings, xr.DataArray) or "embedding" not in embeddings.dims:
         raise InputError("export takes the embeddings DataArray from embed() (dims embedding, y, x) or its zarr store")
     patch = int(embeddings.attrs.get("patch_size", 16))
-    if cell <= 0 or cell % patch:
-        raise InputError(f"cell must be a positive multiple of the {patch}-px token, got {cell}")
+    if whole_number("cell", cell) <= 0 or cell % patch:
+        raise OptionError(f"cell must be a positive multiple of the {patch}-px token, got {cell}")
     return cell // patch
 
 
@@ -170,8 +175,9 @@ def _iso(when) -> str | None:
     return None if when is None else str(np.datetime_as_string(np.datetime64(when, "s")))
 
 
-def _write_part(block: np.ndarray, *, origin: tuple[int, int], when: str | None, job: _Cells, name: str) -> int:
+def _write_part(computed: tuple[np.ndarray], *, origin: tuple[int, int], when: str | None, job: _Cells, name: str) -> int:
     """Pool one block of tokens into cells and write them as one GeoParquet file; returns the row count."""
+    (block,) = computed
     import geopandas
     import shapely
     from pyproj import Transformer

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import numpy as np
 import xarray as xr
 
-from ..errors import InputError
+from ..errors import InputError, NoValidDataError
 from ..modalities import grid_of
 from .index import normalized
 
@@ -37,8 +37,8 @@ def fewshot(embeddings: xr.DataArray, examples: Mapping, *, crs: str = "EPSG:432
         and ``similarity`` (cosine to the chosen centroid).
 
     Raises:
-        InputError: several dates, fewer than two labels, or a label whose examples all miss the grid or
-            lie where the embedding is NaN.
+        InputError: several dates, fewer than two labels, or a label whose examples all miss the grid.
+        NoValidDataError: a label whose examples all lie where the embedding is NaN.
 
     Example:
         >>> mapped = embeddings.terramind.fewshot({"water": [(-75.621, 37.655)], "fields": [(-75.64, 37.687)]})
@@ -110,7 +110,7 @@ def _centroid(embeddings, grid, label, places, crs) -> np.ndarray:
     vectors = points.transpose("place", "embedding").values
     vectors = vectors[np.isfinite(vectors).all(axis=1)]
     if not len(vectors):
-        raise InputError(f"every example of {label!r} lies where the embedding is NaN (nodata)")
+        raise NoValidDataError(f"every example of {label!r} lies where the embedding is NaN (nodata)")
     return normalized(normalized(vectors).mean(axis=0))
 
 

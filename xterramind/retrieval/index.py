@@ -22,17 +22,36 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, InputWarning, MissingDependencyError
+from ..errors import InputWarning, MissingDependencyError, OptionError
 
+KINDS = ("auto", "exact", "ivf")
 EXACT_LIMIT = 100_000
 IVF_MINIMUM = 16 * 39  # the fewest lists (16) times the training points faiss wants per list
 TRAIN_SAMPLE = 100_000
 
 
 def normalized(vectors: np.ndarray) -> np.ndarray:
+    """The vectors scaled to unit length along the last axis (zero vectors stay zero), as float32.
+
+    Example:
+        >>> normalized(np.array([[3.0, 4.0]]))
+        array([[0.6, 0.8]], dtype=float32)
+    """
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
     return vectors / np.where(norms > 0, norms, 1.0)
+
+
+def check_kind(kind: str) -> str:
+    """``kind`` if it names an index (``"auto"``, ``"exact"``, ``"ivf"``), else an OptionError saying which do.
+
+    Example:
+        >>> check_kind("ivf")
+        'ivf'
+    """
+    if kind not in KINDS:
+        raise OptionError(f"index must be 'auto', 'exact' or 'ivf', got {kind!r}")
+    return kind
 
 
 def _faiss():
@@ -54,10 +73,8 @@ class VectorIndex:
               nprobe: int | None = None) -> VectorIndex:
         """``batches()`` yields the vectors in row order (it is called once per pass over the data).
         ``nprobe``: lists searched per query (``ivf``; default a twentieth of them)."""
-        if kind == "auto":
+        if check_kind(kind) == "auto":
             kind = "exact" if count <= EXACT_LIMIT else "ivf"
-        if kind not in ("exact", "ivf"):
-            raise InputError(f"index must be 'auto', 'exact' or 'ivf', got {kind!r}")
         if kind == "ivf" and count < IVF_MINIMUM:  # k-means of the inverted lists needs many more vectors than lists
             warnings.warn(f"{count} cells are too few for an ivf index (it needs {IVF_MINIMUM:,}); building the exact "
                           "index instead, which is also the faster one at this size", InputWarning, stacklevel=2)

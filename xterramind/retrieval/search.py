@@ -1,4 +1,7 @@
-"""An exported cell set: look up cells by place, find similar ones, read rows back with footprints."""
+"""An exported cell set: look up cells by place, find similar ones, read rows back with footprints.
+
+An export is a folder of GeoParquet parts, its metadata (``META``, written last by ``export``) and its index.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from .cells import META
+from ..arguments import whole_number
+from ..errors import ForeignStoreError, InputError, OptionError
 from .index import VectorIndex
+
+META = "_export.json"  # "_" keeps it out of the GeoParquet dataset the folder is
 
 
 def open(path) -> CellSet:
@@ -19,7 +24,8 @@ def open(path) -> CellSet:
     Only the export's metadata is read now; parts, vectors and the index are read when a query needs them.
 
     Raises:
-        InputError: ``path`` is not a cell export.
+        InputError: nothing is at ``path``.
+        ForeignStoreError: ``path`` holds something other than a cell export.
 
     Example:
         >>> cells = xterramind.retrieval.open("cells")
@@ -27,7 +33,10 @@ def open(path) -> CellSet:
     """
     folder = Path(path)
     if not (folder / META).is_file():
-        raise InputError(f"{folder} is not an xterramind cell export (no {META}); write one with embeddings.terramind.export()")
+        fix = "write one with embeddings.terramind.export()"
+        if not folder.exists():
+            raise InputError(f"{folder} is not an xterramind cell export (nothing is there); {fix}")
+        raise ForeignStoreError(f"{folder} is not an xterramind cell export (no {META}); {fix}")
     return CellSet(folder)
 
 
@@ -182,8 +191,9 @@ class CellSet:
         Example:
             >>> cells.similar((-75.62, 37.67), k=5)[["cell_id", "score", "geometry"]]
         """
+        k = whole_number("k", k)
         if k < 1:
-            raise InputError(f"k must be at least 1, got {k}")
+            raise OptionError(f"k must be at least 1, got {k}")
         vector = self.query_vector(query, crs)
         scores, ids = self.index.search(vector[None], k)
         keep = ids[0] >= 0

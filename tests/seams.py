@@ -1,4 +1,4 @@
-"""A seam metric for tiled pixel outputs.
+"""A seam metric for tiled pixel outputs (a test helper: the tests of stitching measure seams with it).
 
 Tiles meet along the lattice's ownership boundaries (every ``stride`` pixels). A seam is a jump at
 such a boundary that the map does not have just beside it. For a ``(C, H, W)`` map (class
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .grid import Tiling
+from xterramind.grid import Tiling
 
 
 def boundaries(tiling: Tiling) -> tuple[np.ndarray, np.ndarray]:
