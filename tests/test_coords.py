@@ -11,7 +11,7 @@ from pyproj import Transformer
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 import xterramind
-from xterramind.engine import tile_centres
+from xterramind.tiles import tile_centres
 from xterramind.errors import CheckpointError, InputError, WeightsUnavailableError
 from xterramind.grid import Tiling
 from xterramind.modalities import grid_of, resolve

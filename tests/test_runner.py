@@ -109,7 +109,7 @@ def test_tokens_of_regions_without_data_read_back_as_nodata(client, model, tmp_p
     tokens = xr.open_zarr(tmp_path / "tokens.zarr", group="utm32n")["tokens"].values
     size = plan.zones[0].chunk
     for outcome in report.outcomes:
-        row, col = outcome.cell
+        row, col = outcome.index
         block = tokens[row * size:(row + 1) * size, col * size:(col + 1) * size]
         assert (block == -1).all() if outcome.tiles == 0 else (block >= 0).any()
 
@@ -123,8 +123,10 @@ class _RecordingClient:
     def __getattr__(self, name):
         return getattr(self._client, name)
 
-    def submit(self, function, *args, **kwargs):
-        self.restrictions.setdefault(function.__name__, set()).add(str(kwargs.get("resources")))
+    def submit(self, function, *args, **kwargs):  # every stage is submitted as executor._timed(stage function, ...)
+        stage = getattr(args[0], "func", args[0])
+        self.restrictions.setdefault(getattr(stage, "__name__", type(stage).__name__), set()).add(
+            str(kwargs.get("resources")))
         return self._client.submit(function, *args, **kwargs)
 
 
@@ -136,7 +138,7 @@ def test_model_tasks_run_only_on_the_gpu_worker(reference, cluster, client, mode
     assert report.written and {outcome.worker for outcome in report.outcomes} == {gpu}
     np.testing.assert_array_equal(_embeddings(tmp_path / "gpu.zarr"), _embeddings(expected_store))
     # reading and writing (compression) never hold the GPU; only the model does
-    assert recording.restrictions == {"read_region": {"None"}, "model_region": {"{'GPU': 1}"}, "write_region": {"None"}}
+    assert recording.restrictions == {"SourceReader": {"None"}, "model_stage": {"{'GPU': 1}"}, "write_stage": {"None"}}
 
 
 def test_a_worker_killed_mid_run_changes_nothing(reference, cluster, client, model, tmp_path):
@@ -373,18 +375,18 @@ def test_the_dry_run_times_the_runner_s_model_task_on_regions_like_the_plan_s(mo
     from xterramind.models.handle import TerraMindModel
 
     outcomes, forwarded = [], []
-    model_region, encode, generate = runner.model_region, TerraMindModel.encode, TerraMindModel.generate
+    model_stage, encode, generate = runner.model_stage, TerraMindModel.encode, TerraMindModel.generate
 
-    def counted(pixels, work, row, col):
-        blocks, outcome = model_region(pixels, work, row, col)
-        outcomes.append(outcome)
-        return blocks, outcome
+    def counted(windows, **where):
+        blocks, tiles = model_stage(windows, **where)
+        outcomes.append(tiles)
+        return blocks, tiles
 
     def forward(original):
         return lambda self, inputs, *args, **kwargs: (forwarded.append(len(next(iter(inputs.values())))),
                                                       original(self, inputs, *args, **kwargs))[1]
 
-    monkeypatch.setattr(runner, "model_region", counted)
+    monkeypatch.setattr(runner, "model_stage", counted)
     monkeypatch.setattr(TerraMindModel, "encode", forward(encode))
     monkeypatch.setattr(TerraMindModel, "generate", forward(generate))
     zone = plan_area(AREA, region=24).zones[0]  # regions of 2 x 2 tiles, fewer than a batch
@@ -392,12 +394,12 @@ def test_the_dry_run_times_the_runner_s_model_task_on_regions_like_the_plan_s(mo
         outcomes.clear(), forwarded.clear()
         rate, measured_on = runner.measure_tiles_per_second(zone, SyntheticSource(), verb, model, seconds=0, **options)
         inner = max(zone.region(*cell, cover).tile_count for cell in zone.cells)
-        assert [o.tiles for o in outcomes] == [inner, inner] and sum(forwarded) == 2 * inner  # a warm-up, one timed
+        assert outcomes == [inner, inner] and sum(forwarded) == 2 * inner  # a warm-up, one timed
         assert rate > 0 and f"{inner} tiles in" in measured_on
     outcomes.clear(), forwarded.clear()
     large = plan_area(AREA, region=96).zones[0]  # regions of 8 x 8 tiles: the trial holds 8 whole batches of 2
     runner.measure_tiles_per_second(large, SyntheticSource(), "embed", model, seconds=0, batch_size=2)
-    assert set(forwarded) == {2} and outcomes[0].tiles == 16 < large.region(0, 0).tile_count
+    assert set(forwarded) == {2} and outcomes[0] == 16 < large.region(0, 0).tile_count
 
 
 def test_bad_options_limits_and_speeds_fail_before_a_cluster_starts(model, tmp_path, monkeypatch):

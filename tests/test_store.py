@@ -10,7 +10,7 @@ import xarray as xr
 import zarr
 
 import xterramind
-from xterramind import engine
+from xterramind import verb
 from xterramind.errors import InputError
 from xterramind.grid import Tiling
 from xterramind.models.handle import TerraMindModel
@@ -52,7 +52,7 @@ def test_v2_store_is_georeferenced_for_gdal(result, expected, tmp_path):
 def test_an_interrupted_write_resumes_with_only_the_missing_regions(result, expected, tmp_path, monkeypatch, cube):
     store = tmp_path / "emb.zarr"
     calls = []
-    original = engine.embed_region
+    original = verb.run_region
 
     def failing_after_four(*windows, **kwargs):
         calls.append(kwargs["region"])
@@ -60,14 +60,14 @@ def test_an_interrupted_write_resumes_with_only_the_missing_regions(result, expe
             raise RuntimeError("simulated crash")
         return original(*windows, **kwargs)
 
-    monkeypatch.setattr(engine, "embed_region", failing_after_four)
+    monkeypatch.setattr(verb, "run_region", failing_after_four)
     model = xterramind.load_model("terramind_micro", weights="random", device="cpu", precision="fp32")
     with pytest.raises(RuntimeError, match="simulated crash"):
         cube.terramind.embed(model, chunks=12).terramind.to_zarr(store, progress=False)
     done_before = int((zarr.open_array(str(store), path="xterramind/done")[...] > 0).sum())
     assert 1 <= done_before < 9
 
-    monkeypatch.setattr(engine, "embed_region", lambda *w, **k: (calls.append(k["region"]), original(*w, **k))[1])
+    monkeypatch.setattr(verb, "run_region", lambda *w, **k: (calls.append(k["region"]), original(*w, **k))[1])
     calls.clear()
     report = cube.terramind.embed(model, chunks=12).terramind.to_zarr(store)
     assert report.written == 9 - done_before == len(calls) and report.skipped == done_before
@@ -322,7 +322,7 @@ def test_ctrl_c_stops_a_write_within_a_region_and_the_same_call_resumes(result, 
     assert process.returncode != 0 and "regions written" not in out  # it stopped, not finished
     assert done <= at_signal + 2  # the two regions in flight finish; nothing new starts
     assert f"interrupted after {done} of 25 regions; run the same call again to resume" in err
-    assert "Interrupted" in err and "progress.py" not in err.split("Interrupted")[-1]
+    assert "Interrupted" in err and "executor.py" not in err.split("Interrupted")[-1]
 
     report = cube.terramind.embed(micro, chunks=6).terramind.to_zarr(store, progress=False)  # the same call
     assert (report.skipped, report.written) == (done, 25 - done)
@@ -388,19 +388,19 @@ def test_overwriting_exports_and_area_runs_spares_other_folders(cube, micro, tmp
 
 
 def test_an_interrupted_overwrite_says_how_to_resume_it(result, tmp_path, monkeypatch):
-    from xterramind import progress
+    from xterramind import executor
     from xterramind.errors import Interrupted
 
-    finished, run_here = [], progress.Job.run_here
+    finished, run_here = [], executor._run_here
 
-    def until_the_third(job):
+    def until_the_third(job, retries):
         if len(finished) == 2:
             raise KeyboardInterrupt  # as Ctrl-C reaching the writing loop
-        finished.append(run_here(job))
+        finished.append(run_here(job, retries))
         return finished[-1]
 
-    monkeypatch.setattr(progress, "local_threads", lambda: 1)
-    monkeypatch.setattr(progress.Job, "run_here", until_the_third)
+    monkeypatch.setattr(executor, "local_threads", lambda: 1)
+    monkeypatch.setattr(executor, "_run_here", until_the_third)
     with pytest.raises(Interrupted, match="after 2 of 9 regions; run it again without overwrite=True to resume"):
         result.terramind.to_zarr(tmp_path / "emb.zarr", overwrite=True, progress=False)
     monkeypatch.undo()

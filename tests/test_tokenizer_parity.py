@@ -19,9 +19,9 @@ from tools.parity.cases import (
     tokenizer_input,
 )
 from xterramind.models import TerraMind, get_config
-from xterramind.models.generation import Sampling, decode_targets, sample_targets
+from xterramind.models.generation import decode_targets, sample_targets
 from xterramind.models.registry import tokenizer_config
-from xterramind.models.sampling import filter_logits, sample
+from xterramind.models.sampling import Sampling, filter_logits, sample
 from xterramind.models.tokenizers import Tokenizer
 from xterramind.models.weights import init_seeded_
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xarray as xr
 
-from . import engine, generate, plot, retrieval, store
+from . import embed, generate, pipeline, plot, retrieval, store, tokens
 from .arguments import check_keywords, checked
 
 
@@ -43,8 +43,8 @@ class TerraMindAccessor:
             >>> emb = cube.terramind.embed(model)            # lazy
             >>> emb.terramind.to_zarr("embeddings.zarr")     # computes, region by region
         """
-        check_keywords("embed", options, engine.embed_verb, skip=("cube", "model"))
-        return engine.embed(self._obj, model, modalities, **options)
+        check_keywords("embed", options, embed.prepare, skip=("cube", "model"))
+        return embed.embed(self._obj, model, modalities, **options)
 
     def generate(self, targets, model, *, seed: int = 0, **options) -> xr.Dataset:
         """Lazily generate other modalities from the cube: TerraMind's any-to-any generation.
@@ -67,7 +67,7 @@ class TerraMindAccessor:
             >>> lulc = cube.terramind.generate("LULC", model, seed=42)
             >>> lulc.terramind.to_zarr("lulc.zarr")
         """
-        check_keywords("generate", options, generate.generate_verb, skip=("cube", "targets", "model"))
+        check_keywords("generate", options, generate.prepare, skip=("cube", "targets", "model"))
         return generate.generate(self._obj, targets, model, seed=seed, **options)
 
     def tokenize(self, modality: str, model, **options) -> xr.DataArray:
@@ -77,8 +77,8 @@ class TerraMindAccessor:
         Example:
             >>> tokens = cube.terramind.tokenize("S2L2A", model)
         """
-        check_keywords("tokenize", options, generate.tokenize_verb, skip=("cube", "modality", "model"))
-        return generate.tokenize(self._obj, modality, model, **options)
+        check_keywords("tokenize", options, tokens.prepare_tokenize, skip=("cube", "modality", "model"))
+        return tokens.tokenize(self._obj, modality, model, **options)
 
     def detokenize(self, modality: str, model, *, seed: int = 0, **options):
         """Lazily decode this token grid into ``modality``'s pixels on the 16x finer grid (LULC: class ids
@@ -87,8 +87,8 @@ class TerraMindAccessor:
         Example:
             >>> pixels = tokens.terramind.detokenize("S2L2A", model, timesteps=10)
         """
-        check_keywords("detokenize", options, generate.detokenize, skip=("tokens", "modality", "model"))
-        return generate.detokenize(self._obj, modality, model, seed=seed, **options)
+        check_keywords("detokenize", options, tokens.prepare_detokenize, skip=("tokens", "modality", "model"))
+        return tokens.detokenize(self._obj, modality, model, seed=seed, **options)
 
     @checked("export")
     def export(self, path, *, cell: int = 224, quantize=None, index="auto", overwrite: bool = False, progress=None):
@@ -145,7 +145,7 @@ class TerraMindAccessor:
             >>> print(report)   # regions written, skipped, time
             >>> emb = xterramind.open("embeddings.zarr")   # the same result, georeferenced
         """
-        return store.write(self._obj, path, resume=resume, overwrite=overwrite, zarr_format=zarr_format, progress_bar=progress)
+        return pipeline.write(self._obj, path, resume=resume, overwrite=overwrite, zarr_format=zarr_format, progress_bar=progress)
 
 
 xr.register_dataset_accessor("terramind")(TerraMindAccessor)

@@ -38,6 +38,10 @@ class PixelGrid:
         """The grid of ``factor`` x ``factor`` blocks from the same origin (partial blocks dropped)."""
         return PixelGrid(self.crs, self.transform @ Affine.scale(factor), self.height // factor, self.width // factor)
 
+    def refined(self, factor: int) -> PixelGrid:
+        """The grid of ``factor`` x ``factor`` finer cells over the same extent (the pixels of a token grid)."""
+        return PixelGrid(self.crs, self.transform @ Affine.scale(1 / factor), self.height * factor, self.width * factor)
+
     def x_coords(self) -> np.ndarray:
         return self.transform.c + self.transform.a * (np.arange(self.width) + 0.5)
 

@@ -23,64 +23,37 @@ dead driver whose last tasks still finished) writes the same bytes.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
+import functools
 import logging
 import math
 import os
 import threading
 import time
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import xarray as xr
-import zarr
 
-from . import progress, store
+from . import executor, store
 from .arguments import keywords, unknown, whole_number
-from .engine import Verb, check_model, embed_verb, valid_pixels
-from .errors import InputError, Interrupted
-from .generate import generate_verb, tokenize_verb
-from .grid import PixelGrid, Region, Tiling, region_at
-from .modalities import resolve
+from .engine import check_model
+from .errors import GridMismatchError, InputError, OptionError
+from .grid import PixelGrid
 from .models.handle import TerraMindModel
+from .pipeline import VERBS, RegionWork, SourceReader, model_stage, region_job
 from .planner import Plan, Zone, plan_grid
 from .sources import Source, SyntheticSource
+from .verb import Prepared
 
 __all__ = ["Forecast", "RegionOutcome", "RunReport", "check_options", "forecast", "local_cluster",
            "measure_tiles_per_second", "model_worker_environ", "option_mistakes", "run", "verb_options"]
 
 log = logging.getLogger("xterramind.run")
 
-VERBS: dict[str, Callable[..., Verb]] = {"embed": embed_verb, "generate": generate_verb, "tokenize": tokenize_verb}
 PLANNED = ("chunks", "overlap", "tile_size")  # set by the plan, the same for every zone: never a verb option
 EXAMPLES = {"targets": ["LULC"], "modality": "S2L2A"}  # a value for each option a verb requires, for messages
 RUN_ATTR = store.RUN_ATTR  # on the store's root group: what ran, zone by zone
 LOG_EVERY = 30.0  # seconds between progress lines in the log (batch jobs have no progress bar)
-
-
-@dataclass(frozen=True)
-class RegionWork:
-    """What the tasks of one zone's regions need: small and picklable (the model travels as its recipe)."""
-
-    zone: str
-    source: Source
-    tiling: Tiling
-    chunk: int
-    cover: bool
-    modalities: object  # the verb's ``modalities`` option, resolved again on every window
-    nodata: tuple
-    task: Callable
-    target: store.Target | None  # None: a trial region that is timed, not written
-
-    @property
-    def grid(self) -> PixelGrid:
-        return self.tiling.grid
-
-    def region(self, row: int, col: int) -> Region:
-        return region_at(self.tiling, self.chunk, row, col, self.cover)
 
 
 @dataclass(frozen=True)
@@ -89,7 +62,7 @@ class RegionOutcome:
 
     Attributes:
         zone: the zone's name, e.g. ``"utm32n"``.
-        cell: the region's row and column in the zone's region lattice.
+        index: the region's row and column in the zone's region lattice (also as ``cell``, its old name).
         tiles: tiles run through the model (0: the region had no valid input).
         read_seconds: reading the window from the source.
         model_seconds: running the verb.
@@ -98,71 +71,21 @@ class RegionOutcome:
 
     Example:
         >>> slowest = max(report.outcomes, key=lambda outcome: outcome.read_seconds)
-        >>> slowest.zone, slowest.cell, slowest.worker
+        >>> slowest.zone, slowest.index, slowest.worker
     """
 
     zone: str
-    cell: tuple[int, int]
+    index: tuple[int, int]
     tiles: int  # tiles run through the model (0: no valid input)
     read_seconds: float
     model_seconds: float
     write_seconds: float
     worker: str
 
-
-def read_region(work: RegionWork, row: int, col: int) -> tuple[list[np.ndarray] | None, float]:
-    """The region's window, cut into the verb's modalities (raw units), or None without a valid pixel."""
-    started = time.perf_counter()
-    region = work.region(row, col)
-    window = (region.y.window, region.x.window)
-    cube = work.source.read(work.grid, window) if work.source.covers(work.grid, window) else None
-    if cube is None:
-        return None, time.perf_counter() - started
-    windows = [np.asarray(item.data.values) for item in resolve(cube, work.modalities)]
-    expected = (window[0][1] - window[0][0], window[1][1] - window[1][0])
-    if any(w.shape[-2:] != expected for w in windows):
-        raise InputError(f"the source gave a {windows[0].shape[-2:]} window where {expected} px were asked for")
-    valid = valid_pixels(windows, work.nodata).any()
-    return (windows if valid else None), time.perf_counter() - started
-
-
-def model_region(pixels: tuple[list[np.ndarray] | None, float], work: RegionWork, row: int, col: int
-                 ) -> tuple[dict[str, np.ndarray] | None, RegionOutcome]:
-    """Run the verb on the region's pixels: its blocks by variable (None without valid input), and the
-    region's timings so far. ``measure_tiles_per_second`` times this very function."""
-    from . import runtime
-
-    windows, read_seconds = pixels
-    runtime.use_thread_setting()
-    started = time.perf_counter()
-    if windows is None:
-        return None, RegionOutcome(work.zone, (row, col), 0, read_seconds, 0.0, 0.0, _worker_address())
-    region = work.region(row, col)
-    blocks = work.task(*windows, region=region)
-    outcome = RegionOutcome(work.zone, (row, col), region.tile_count, read_seconds, time.perf_counter() - started,
-                            0.0, _worker_address())
-    return blocks, outcome
-
-
-def write_region(modelled: tuple[dict[str, np.ndarray] | None, RegionOutcome], work: RegionWork, row: int, col: int
-                 ) -> RegionOutcome:
-    """Write the region's blocks into the template, then mark it done (only mark it without valid input)."""
-    blocks, outcome = modelled
-    started = time.perf_counter()
-    if blocks is None:
-        store.mark_empty(work.target, (row, col))
-    else:
-        work.target.write([blocks[name] for name in work.target.layout.variables], (row, col))
-    return dataclasses.replace(outcome, write_seconds=time.perf_counter() - started)
-
-
-def _worker_address() -> str:
-    try:
-        from distributed import get_worker
-
-        return get_worker().address
-    except ValueError:
-        return "local"
+    @property
+    def cell(self) -> tuple[int, int]:
+        """The old name of ``index``."""
+        return self.index
 
 
 @dataclass
@@ -224,8 +147,8 @@ def verb_options(verb: str) -> tuple[list[str], list[str]]:
         ['targets']
     """
     if verb not in VERBS:
-        raise InputError(f"verb must be one of {sorted(VERBS)}, got {verb!r}")
-    return keywords(VERBS[verb], skip=("cube", "model", *PLANNED))
+        raise OptionError(f"verb must be one of {sorted(VERBS)}, got {verb!r}")
+    return keywords(VERBS[verb].prepare, skip=("cube", "tokens", "model", *PLANNED))
 
 
 def option_mistakes(verb: str, options: dict) -> tuple[list[str], list[str], list[str]]:
@@ -249,26 +172,34 @@ def check_options(verb: str, options: dict) -> None:
     """
     planned, unknown, missing = option_mistakes(verb, options)
     if planned:
-        raise InputError(f"{planned} belong to the plan: plan_area(..., region=, tile_size=, overlap=)")
+        raise OptionError(f"{planned} belong to the plan: plan_area(..., region=, tile_size=, overlap=)")
     if unknown:
-        raise InputError(f"{verb} takes no option {unknown}; its options are {verb_options(verb)[1]}")
+        raise OptionError(f"{verb} takes no option {unknown}; its options are {verb_options(verb)[1]}")
     if missing:
         needs = " and ".join(f"the option {name}, e.g. {name}={EXAMPLES[name]!r}" for name in missing)
-        raise InputError(f"{verb} needs {needs}")
+        raise OptionError(f"{verb} needs {needs}")
 
 
-def prepare_zone(zone: Zone, source: Source, verb: str, model: TerraMindModel, options: dict) -> Verb:
+def prepare_zone(zone: Zone, source: Source, verb: str, model: TerraMindModel, options: dict) -> Prepared:
     """The verb on the zone's grid, prepared on the source's prototype (nothing is read)."""
     check_options(verb, options)
     prototype = source.prototype(zone.grid)
     if "time" in prototype.dims:
         raise InputError("a run takes one date per pixel; use a composite (composite='median') or select a date")
     tiling = zone.tiling
-    prepared = VERBS[verb](prototype, model=model, chunks=zone.chunk, tile_size=tiling.tile_size,
-                           overlap=tiling.overlap, **options)
-    if not prepared.plan.tiling.grid.same_as(zone.grid) or prepared.plan.tiling.patch != tiling.patch:
-        raise InputError(f"the source's grid is not the plan's grid for {zone.name}: plan an opened cube with plan_grid(cube grid)")
+    prepared = VERBS[verb].prepare(prototype, model=model, chunks=zone.chunk, tile_size=tiling.tile_size,
+                                   overlap=tiling.overlap, **options)
+    if not prepared.layout.tiling.grid.same_as(zone.grid) or prepared.layout.tiling.patch != tiling.patch:
+        raise GridMismatchError(f"the source's grid is not the plan's grid for {zone.name}: plan an opened cube with "
+                                "plan_grid(cube grid)")
     return prepared
+
+
+def _reader(zone: Zone, source: Source, prepared: Prepared, options: dict) -> SourceReader:
+    """How the zone's regions read ``source``: on the zone's grid, or its token grid for a token input."""
+    tiles = prepared.layout.tiles
+    grid = zone.grid.coarsened(tiles.patch) if tiles.token_input else zone.grid
+    return SourceReader(source, grid, options.get("modalities") or list(tiles.modalities))
 
 
 def run(plan: Plan, source: Source, verb: str, model: TerraMindModel, store_path, *, client=None,
@@ -283,7 +214,8 @@ def run(plan: Plan, source: Source, verb: str, model: TerraMindModel, store_path
     Args:
         plan: from ``xterramind.planner.plan_area`` or ``xterramind.planner.plan_grid``.
         source: where the pixels come from, e.g. a ``xterramind.sources.StacSource``.
-        verb: ``"embed"``, ``"generate"`` (with ``targets=``) or ``"tokenize"`` (with ``modality=``).
+        verb: ``"embed"``, ``"generate"`` (with ``targets=``), ``"tokenize"`` (with ``modality=``) or
+            ``"detokenize"`` (with ``modality=``, reading a token grid, e.g. ``CubeSource(xterramind.open(tokens))``).
         model: a handle from ``xterramind.load_model``; each worker loads its own copy once.
         store_path (str | os.PathLike): the run's zarr store (a local or shared path every worker can write to).
         client (distributed.Client | None): default the current client, else a local cluster for this call.
@@ -316,106 +248,72 @@ def run(plan: Plan, source: Source, verb: str, model: TerraMindModel, store_path
     check_model(model)
     limit = whole_number("limit", limit, 1, optional=True)
     check_options(verb, options)  # these mistakes fail before a cluster starts
-    check_run_store(Path(store_path).expanduser(), plan, resume=resume, overwrite=overwrite)
+    path, zones = Path(store_path).expanduser(), {zone.name: zone.crs for zone in plan.zones}
+    store.check_run_root(path, zones, resume=resume, overwrite=overwrite)
     with _client(client) as active:
         resources = _resources(active, gpu)  # before anything is written
         threads = sum(w["nthreads"] for w in active.scheduler_info()["workers"].values())
         width = max(4, 2 * threads) if in_flight is None else in_flight
         if width < 1:
             raise InputError(f"in_flight must be at least 1, got {width}")
-        root, todo, skipped = _prepare_stores(plan, source, verb, model, Path(store_path).expanduser(), options,
-                                              resume=resume, overwrite=overwrite, zarr_format=zarr_format)
+        root = store.open_run_root(path, zones, resume=resume, overwrite=overwrite, zarr_format=zarr_format)
+        todo, skipped = _regions_to_do(plan, source, verb, model, root, options, zarr_format=zarr_format)
         todo = todo[:limit] if limit is not None else todo
         report = RunReport(str(root), plan.regions, skipped, 0, 0, prepare_seconds=time.perf_counter() - started)
         log.info("%s: %d regions to do, %d already complete; %d at a time%s", root, len(todo), skipped, width,
                  ", model tasks on GPU workers" if resources else "")
-        _submit_in_waves(active, todo, width, resources, retries, report, progress_bar)
+        jobs = [region_job(work, index, executor.Stage(functools.partial(reader, work, index)), resources=resources,
+                           name=f"{zone}-{index[0]}-{index[1]}") for zone, work, reader, index in todo]
+        executor.run(jobs, f"running {root.name}", progress_bar, client=active, width=width, retries=retries,
+                     keep_going=True, on_done=_recorder(report, [(zone, index) for zone, _, _, index in todo]))
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _prepare_stores(plan: Plan, source: Source, verb: str, model: TerraMindModel, path: Path, options: dict, *,
-                    resume: bool, overwrite: bool, zarr_format: int):
-    """Every zone's template (written or checked), and the regions still to do: ``(root, todo, skipped)``."""
-    root = _open_root(path, plan, resume=resume, overwrite=overwrite, zarr_format=zarr_format)
+def _regions_to_do(plan: Plan, source: Source, verb: str, model: TerraMindModel, root: Path, options: dict, *,
+                   zarr_format: int):
+    """Every zone's template (written or checked), and the regions still to do: ``(todo, skipped)``, each to
+    do as ``(zone, work, reader, (row, col))``."""
     todo, skipped = [], 0
     for zone in plan.zones:
         prepared = prepare_zone(zone, source, verb, model, options)
-        target = store.prepare(prepared.placeholder(), root / zone.name, resume=True, zarr_format=zarr_format)
-        work = _region_work(zone, source, prepared, options.get("modalities"), target)
-        undone = target.ledger()[zone.cells[:, 0], zone.cells[:, 1]] == 0
+        template = store.prepare(prepared.placeholder(), root / zone.name, resume=True, zarr_format=zarr_format)
+        work, reader = RegionWork.of(prepared, template), _reader(zone, source, prepared, options)
+        undone = template.ledger()[zone.cells[:, 0], zone.cells[:, 1]] == 0
         skipped += int((~undone).sum())
-        todo += [(work, int(row), int(col)) for row, col in zone.cells[undone]]
+        todo += [(zone.name, work, reader, (int(row), int(col))) for row, col in zone.cells[undone]]
     store.consolidate(root)  # the zones' metadata in one place; region writes never change it
-    return root, todo, skipped
+    return todo, skipped
 
 
-def _region_work(zone: Zone, source: Source, prepared: Verb, modalities, target: store.Target | None) -> RegionWork:
-    tiles = prepared.plan.tiles
-    return RegionWork(zone.name, source, zone.tiling, zone.chunk, prepared.cover, modalities or list(tiles.modalities),
-                      tiles.nodata, prepared.task, target)
-
-
-def _submit_in_waves(client, todo, width: int, resources, retries: int, report: RunReport, progress_bar) -> None:
-    """Keep at most ``width`` regions on the cluster; as one finishes, the next goes out."""
-    from distributed import as_completed
-
-    run_id = uuid.uuid4().hex[:8]
-    pending = iter(todo)
-    held = {}  # write future -> (its read and model futures, the region)
-    finished = as_completed()
-
-    def submit_next() -> bool:
-        item = next(pending, None)
-        if item is None:
-            return False
-        work, row, col = item
-        name = f"{work.zone}-{row}-{col}-{run_id}"
-        pixels = client.submit(read_region, work, row, col, key=f"xterramind-read-{name}", retries=retries)
-        modelled = client.submit(model_region, pixels, work, row, col, key=f"xterramind-model-{name}",
-                                 resources=resources, retries=retries)
-        written = client.submit(write_region, modelled, work, row, col, key=f"xterramind-write-{name}", retries=retries)
-        held[written] = ((pixels, modelled), (work.zone, (row, col)))
-        finished.add(written)
-        return True
-
-    for _ in range(width):
-        if not submit_next():
-            break
+def _recorder(report: RunReport, places: list):
+    """What the run does as each region ends: the report, a log line every ``LOG_EVERY`` s, the bar's figures."""
     started = logged = time.perf_counter()
-    with progress.bar(len(todo), "regions", progress_bar) as ticker:
-        try:
-            for future in finished:
-                upstream, (zone, cell) = held.pop(future)
-                try:
-                    outcome = future.result()
-                except Exception as error:  # a failed region is reported and left to do; the others go on
-                    report.failed.append((zone, cell, f"{type(error).__name__}: {error}"))
-                    log.error("region %s row %d col %d failed: %s: %s", zone, *cell, type(error).__name__, error)
-                else:
-                    report.outcomes.append(outcome)
-                    report.tiles += outcome.tiles
-                    if outcome.tiles:
-                        report.written += 1
-                    else:
-                        report.empty += 1
-                for done in (future, *upstream):  # the scheduler forgets them before the next goes out
-                    done.release()
-                ticker.update(1)
-                rate = report.tiles / (time.perf_counter() - started)
-                ticker.set_postfix(tiles_per_s=f"{rate:.1f}", failed=len(report.failed), refresh=False)
-                finished_count = report.written + report.empty + len(report.failed)
-                if time.perf_counter() - logged > LOG_EVERY or finished_count == len(todo):
-                    logged = time.perf_counter()
-                    log.info("%d of %d regions done (%d without data, %d failed), %.1f tiles/s", finished_count,
-                             len(todo), report.empty, len(report.failed), rate)
-                submit_next()
-        except KeyboardInterrupt:  # the regions in flight are cancelled; the ledger has every finished one
-            done = report.written + report.empty + len(report.failed)
-            raise Interrupted(f"interrupted after {done} of {len(todo)} regions; run the same call again to resume"
-                              ) from None
-        finally:
-            client.cancel([f for written, (upstream, _) in held.items() for f in (written, *upstream)])
+
+    def record(number: int, outcome) -> dict:
+        nonlocal logged
+        zone, index = places[number]
+        if isinstance(outcome, Exception):  # a failed region is reported and left to do; the others go on
+            report.failed.append((zone, index, f"{type(outcome).__name__}: {outcome}"))
+            log.error("region %s row %d col %d failed: %s: %s", zone, *index, type(outcome).__name__, outcome)
+        else:
+            (_, tiles), (read_seconds, model_seconds, write_seconds) = outcome.value, outcome.seconds
+            report.outcomes.append(RegionOutcome(zone, index, tiles, read_seconds, model_seconds, write_seconds,
+                                                 outcome.workers[1]))
+            report.tiles += tiles
+            if tiles:
+                report.written += 1
+            else:
+                report.empty += 1
+        rate = report.tiles / (time.perf_counter() - started)
+        finished = report.written + report.empty + len(report.failed)
+        if time.perf_counter() - logged > LOG_EVERY or finished == len(places):
+            logged = time.perf_counter()
+            log.info("%d of %d regions done (%d without data, %d failed), %.1f tiles/s", finished, len(places),
+                     report.empty, len(report.failed), rate)
+        return {"tiles_per_s": f"{rate:.1f}", "failed": len(report.failed)}
+
+    return record
 
 
 def _resources(client, gpu) -> dict | None:
@@ -529,35 +427,6 @@ def local_cluster():
         return LocalCluster(n_workers=1, threads_per_worker=1, env={"XTERRAMIND_TORCH_THREADS": str(cores)}, **options)
 
 
-def check_run_store(path: Path, plan: Plan, *, resume: bool, overwrite: bool) -> bool:
-    """Whether ``path`` holds an earlier run of this plan to complete; an error if it holds anything else and
-    ``overwrite`` is not asked. Nothing is written, so it runs before a cluster is started."""
-    if overwrite or not path.exists():
-        return False
-    previous = (store.group_attrs(path) or {}).get(RUN_ATTR)
-    if previous is None:
-        raise store.StoreError(f"{path} exists and is not an xterramind run store; pick another path or pass "
-                               "overwrite=True")
-    if not resume:
-        raise store.StoreError(f"{path} exists; pass resume=True to complete it, or overwrite=True to replace it")
-    zones = {zone.name: zone.crs for zone in plan.zones}
-    if previous["zones"] != zones:
-        raise store.StoreError(f"{path} holds zones {sorted(previous['zones'])}, this plan has {sorted(zones)}; "
-                               "write to another path or pass overwrite=True")
-    return True
-
-
-def _open_root(path: Path, plan: Plan, *, resume: bool, overwrite: bool, zarr_format: int) -> Path:
-    """The store's root group: created, or an earlier run's reopened (its zones must be this plan's)."""
-    if check_run_store(path, plan, resume=resume, overwrite=overwrite):
-        return path
-    if path.exists():  # only with overwrite
-        store.remove(path, written_by_xterramind=lambda path: RUN_ATTR in (store.group_attrs(path) or {}))
-    zones = {zone.name: zone.crs for zone in plan.zones}
-    zarr.open_group(str(path), mode="w-", zarr_format=zarr_format).attrs[RUN_ATTR] = {"zones": zones}
-    return path
-
-
 # -- dry runs -----------------------------------------------------------------------------------------
 
 MEASURE_SECONDS = 3.0  # model time timed after the warm-up: a stable rate on a GPU, at least one region on a CPU
@@ -618,7 +487,7 @@ def forecast(plan: Plan, source: Source, verb: str, model: TerraMindModel, *, ti
     Args:
         plan: the plan to cost.
         source: where the pixels would come from.
-        verb: ``"embed"``, ``"generate"`` or ``"tokenize"``, as for ``run``.
+        verb: ``"embed"``, ``"generate"``, ``"tokenize"`` or ``"detokenize"``, as for ``run``.
         model: the model to run (and to time when ``tiles_per_second`` is not given). With
             ``tiles_per_second`` only its architecture counts: seeded random weights of the same model do.
         tiles_per_second: the model's speed; default measured now on ``model``'s device
@@ -654,7 +523,7 @@ def forecast(plan: Plan, source: Source, verb: str, model: TerraMindModel, *, ti
 def measure_tiles_per_second(zone: Zone, source: Source, verb: str, model: TerraMindModel, *,
                              seconds: float = MEASURE_SECONDS, **options) -> tuple[float, str]:
     """Tiles per second of ``verb`` on ``model``'s device, timed as a run spends it: the runner's own model task
-    (``model_region``, with the worker's torch threads) on a trial region of synthetic pixels.
+    (``xterramind.pipeline.model_stage``, with the worker's torch threads) on a trial region of synthetic pixels.
 
     The trial region is like one of ``zone``'s inner regions, or where those are larger, a square of whole tile strides
     holding at least ``MEASURE_BATCHES`` full batches: the device gets the batches of the run, not a handful of
@@ -664,7 +533,7 @@ def measure_tiles_per_second(zone: Zone, source: Source, verb: str, model: Terra
     Args:
         zone: the zone whose tiling and region size to time (every zone of a plan has the same).
         source: the run's source: which modalities the verb reads (their pixels here are synthetic).
-        verb: ``"embed"``, ``"generate"`` or ``"tokenize"``.
+        verb: ``"embed"``, ``"generate"``, ``"tokenize"`` or ``"detokenize"``.
         model: the model to time, on its own device and precision.
         seconds: model time to time after the warm-up (at least one run of the trial region).
         **options (Any): the verb's options, as for ``run``.
@@ -675,9 +544,12 @@ def measure_tiles_per_second(zone: Zone, source: Source, verb: str, model: Terra
     Example:
         >>> rate, measured_on = measure_tiles_per_second(plan.zones[0], source, "embed", model, batch_size=16)
     """
-    synthetic = SyntheticSource(prepare_zone(zone, source, verb, model, options).plan.tiles.modalities)
-    options = {k: v for k, v in options.items() if k != "modalities"}  # the synthetic cube holds just those
-    batch = prepare_zone(zone, synthetic, verb, model, options).plan.tiles.batch_for(model)
+    tiles_of_run = prepare_zone(zone, source, verb, model, options).layout.tiles
+    # a token input (detokenize) is read from the run's own source: there are no synthetic tokens
+    synthetic = source if tiles_of_run.token_input else SyntheticSource(tiles_of_run.modalities)
+    if not tiles_of_run.token_input:
+        options = {k: v for k, v in options.items() if k != "modalities"}  # the synthetic cube holds just those
+    batch = prepare_zone(zone, synthetic, verb, model, options).layout.tiles.batch_for(model)
     tiling = zone.tiling
     stride, tile = tiling.rows.stride, tiling.tile_size // tiling.patch
     side = min(zone.chunk, max(math.ceil(math.sqrt(MEASURE_BATCHES * batch)), -(-tile // stride)) * stride)
@@ -686,15 +558,17 @@ def measure_tiles_per_second(zone: Zone, source: Source, verb: str, model: Terra
     grid = PixelGrid(zone.crs, zone.grid.transform, 3 * side * tiling.patch, 3 * side * tiling.patch)
     trial = plan_grid(grid, region=side, tile_size=tiling.tile_size, overlap=tiling.overlap, patch=tiling.patch,
                       name=zone.name).zones[0]
-    work = _region_work(trial, synthetic, prepare_zone(trial, synthetic, verb, model, options), None, None)
-    pixels = read_region(work, 1, 1)
-    model_region(pixels, work, 1, 1)  # the warm-up
+    prepared = prepare_zone(trial, synthetic, verb, model, options)
+    work = RegionWork.of(prepared, None)
+    windows = _reader(trial, synthetic, prepared, options)(work, (1, 1))
+    model_stage(windows, work=work, index=(1, 1))  # the warm-up
     tiles, spent = 0, 0.0
     while not tiles or spent < seconds:
-        outcome = model_region(pixels, work, 1, 1)[1]
-        tiles, spent = tiles + outcome.tiles, spent + outcome.model_seconds
+        started = time.perf_counter()
+        count = model_stage(windows, work=work, index=(1, 1))[1]
+        tiles, spent = tiles + count, spent + time.perf_counter() - started
     return tiles / spent, (f"measured: {model.name} on {model.device.type}, {model.precision}, {tiles:,} tiles in "
-                           f"{spent:.1f} s, regions of {outcome.tiles:,} tiles")
+                           f"{spent:.1f} s, regions of {count:,} tiles")
 
 
 def _crs_label(crs: str) -> str:

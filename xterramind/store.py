@@ -4,10 +4,10 @@ Layout (read by xarray + rioxarray, and by GDAL: zarr v2 from GDAL 3.6, v3 from 
 since the GDAL inside rasterio's wheels is 3.10): 1-D ``x``/``y`` coordinate arrays, CF
 ``spatial_ref``/``grid_mapping`` and GDAL's ``_CRS`` on every data variable, zstd (level 3) on every
 array, the result's attributes on the root group too. ``open_result`` (``xterramind.open``) reads a
-store back as the georeferenced result that was written. The run:
+store back as the georeferenced result that was written. A write (``xterramind.pipeline.write``):
 
-1. the template (metadata and coordinates only) is written first;
-2. one task per region computes its block and writes it with zarr, chunk-aligned by construction;
+1. the template (metadata and coordinates only) is written first (``prepare``);
+2. each region's blocks are computed and written with zarr, chunk-aligned by construction (``Template.write``);
 3. only then does it mark the region complete in the ledger ``xterramind/done``, a zarr array with
    one chunk per region, so every task writes only its own chunk (no shared read-modify-write).
 
@@ -18,12 +18,10 @@ not mixed in.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
 import shutil
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,8 +32,7 @@ import rioxarray  # noqa: F401  (registers the .rio accessor this module uses)
 import xarray as xr
 import zarr
 
-from . import progress
-from .errors import InputError, StoreError
+from .errors import ForeignStoreError, InputError, MissingCRSError, StoreError, StoreExistsError
 
 LEDGER = "xterramind"  # the group holding the fingerprint and the ``done`` ledger
 RUN_ATTR = "xterramind_run"  # on the root group of an area run's store: its zones (one store each)
@@ -62,39 +59,12 @@ class WriteReport:
         )
 
 
-def write(
-    result: xr.DataArray | xr.Dataset,
-    store: str | os.PathLike,
-    *,
-    resume: bool = True,
-    overwrite: bool = False,
-    zarr_format: int = DEFAULT_ZARR_FORMAT,
-    progress_bar: bool | None = None,
-) -> WriteReport:
-    """Write a lazy xterramind result to a zarr store, region by region. See the module docstring."""
-    started = time.perf_counter()
-    target = prepare(result, store, resume=resume, overwrite=overwrite, zarr_format=zarr_format)
-    dataset, layout, path = _as_dataset(result), target.layout, Path(target.path)
-    ledger = target.ledger()
-    todo = [index for index in layout.block_indices() if not ledger[index]]
-    # a region's blocks of every variable are computed together, so the region task they share runs once
-    jobs = [progress.Job(tuple(layout.block(dataset, index)), functools.partial(_write_block, target=target, index=index))
-            for index in todo]
-    resume = "run it again without overwrite=True to resume" if overwrite else "run the same call again to resume"
-    valid = progress.run(jobs, f"writing {path.name}", progress_bar, resume=resume)
-    total = len(layout.block_indices())
-    report = WriteReport(str(path), total, len(todo), total - len(todo), valid.count(False), time.perf_counter() - started)
-    if todo and not any(valid) and not (ledger == DONE_VALID).any():
-        raise InputError(f"the input has no valid pixel: every value is NaN or its band's nodata ({report})")
-    return report
-
-
 @dataclass(frozen=True)
-class Target:
+class Template:
     """A store's template, ready for region writes: where it is and how its variables split into regions."""
 
     path: str
-    layout: _Layout
+    layout: BlockLayout
 
     def ledger(self) -> np.ndarray:
         """Per region (block index): 0 to do, ``DONE_VALID`` or ``DONE_EMPTY``."""
@@ -106,25 +76,28 @@ class Target:
 
 
 def prepare(result: xr.DataArray | xr.Dataset, store: str | os.PathLike, *, resume: bool = True, overwrite: bool = False,
-            zarr_format: int = DEFAULT_ZARR_FORMAT) -> Target:
+            zarr_format: int = DEFAULT_ZARR_FORMAT) -> Template:
     """Write the template of ``result`` (metadata, coordinates and an empty ledger), or check that an
     existing store holds this very result and reuse it. Nothing of the result is computed."""
     if zarr_format not in (2, 3):
         raise InputError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
-    dataset = _as_dataset(result)
-    layout = _Layout.of(dataset)
+    dataset = as_dataset(result)
+    layout = BlockLayout.of(dataset)
     path = Path(store).expanduser()
     fingerprint = _fingerprint(dataset, zarr_format)
     sources = [dataset.encoding.get("source"), *(var.encoding.get("source") for var in dataset.data_vars.values())]
     if overwrite and path.exists() and path.resolve() in {Path(s).resolve() for s in sources if s}:
         raise StoreError(f"the result reads from {path}: overwrite=True would delete its own input; write to another "
                          "path")
-    if not _prepare(path, fingerprint, resume=resume, overwrite=overwrite):
+    if not check_existing(path, "fingerprint", fingerprint, group=LEDGER, kind="store", resume=resume,
+                          overwrite=overwrite, different=_different_result):
+        if path.exists():  # only with overwrite
+            remove(path, written_by_xterramind=is_store)
         _write_template(dataset, path, zarr_format, fingerprint, layout)
-    return Target(str(path), layout)
+    return Template(str(path), layout)
 
 
-def _as_dataset(result) -> xr.Dataset:
+def as_dataset(result) -> xr.Dataset:
     if isinstance(result, xr.DataArray):
         if result.name is None:
             raise InputError("the DataArray needs a name to become a zarr variable: result.rename('name')")
@@ -138,12 +111,12 @@ def _as_dataset(result) -> xr.Dataset:
     if lazy:
         raise InputError(f"variables {lazy} are not dask-backed; to_zarr writes lazy xterramind results region by region")
     if result.rio.crs is None:
-        raise InputError("the result has no CRS; xterramind results carry one (was it dropped?)")
+        raise MissingCRSError("the result has no CRS; xterramind results carry one (was it dropped?)")
     return result
 
 
 @dataclass(frozen=True)
-class _Layout:
+class BlockLayout:
     """How the dataset splits into write blocks: its dask chunks along (time,) y, x."""
 
     variables: tuple[str, ...]
@@ -151,7 +124,7 @@ class _Layout:
     chunks: tuple[tuple[int, ...], ...]
 
     @classmethod
-    def of(cls, dataset: xr.Dataset) -> _Layout:
+    def of(cls, dataset: xr.Dataset) -> BlockLayout:
         dims = tuple(d for d in ("time", "y", "x") if d in dataset.dims)
         chunks = tuple(dataset.chunks[d] for d in dims)
         for dim, sizes in zip(dims, chunks, strict=True):
@@ -183,7 +156,7 @@ class _Layout:
         return parts
 
 
-def _write_block(*arrays: np.ndarray, target: Target, index) -> bool:
+def _write_block(*arrays: np.ndarray, target: Template, index) -> bool:
     """Write one region of every variable, then its completion marker. True when it held valid data."""
     group = zarr.open_group(target.path, mode="r+")
     slices = target.layout.slices(index)
@@ -197,7 +170,7 @@ def _write_block(*arrays: np.ndarray, target: Target, index) -> bool:
     return valid
 
 
-def mark_empty(target: Target, index) -> None:
+def mark_empty(target: Template, index) -> None:
     """Mark a region complete without computing it: it had no valid input. It stays at the fill value, but
     for integer variables whose declared ``nodata`` is another value (tokens: -1, where 0 is a real token),
     which get their nodata written."""
@@ -246,26 +219,46 @@ def _fingerprint(dataset: xr.Dataset, zarr_format: int) -> dict:
     }
 
 
-def _prepare(path: Path, fingerprint: dict, *, resume: bool, overwrite: bool) -> bool:
-    """Decide what to do with an existing store: resume it (True), replace it when asked, or refuse.
-    False when there is nothing to resume and the template must be written."""
-    if not path.exists():
+def check_existing(path: Path, key: str, wanted, *, group: str | None = None, kind: str, resume: bool,
+                   overwrite: bool, different: Callable[[object, object], str]) -> bool:
+    """Whether ``path`` holds this very thing to complete: its group's attribute ``key`` is ``wanted`` (True).
+    False when there is nothing there, or ``overwrite`` is asked (the caller removes it). Anything else is
+    refused: a path xterramind did not write this ``kind`` to, a ``resume=False``, or another result
+    (``different(found, wanted)`` says how it differs). Nothing is written."""
+    if overwrite or not path.exists():
         return False
-    if overwrite:
-        remove(path, written_by_xterramind=is_store)
-        return False
-    previous = (group_attrs(path, LEDGER) or {}).get("fingerprint")
-    if previous is None:
-        raise StoreError(f"{path} exists and is not an xterramind store; pick another path, or pass overwrite=True to replace it")
+    found = (group_attrs(path, group) or {}).get(key)
+    if found is None:
+        raise ForeignStoreError(f"{path} exists and is not an xterramind {kind}; pick another path, or pass "
+                                "overwrite=True to replace it")
     if not resume:
-        raise StoreError(f"{path} exists; pass resume=True to complete it, or overwrite=True to replace it")
-    if previous != fingerprint:
-        differences = sorted(_differences(previous, fingerprint))
-        raise StoreError(
-            f"{path} holds a different result (differs in {', '.join(differences[:6])}); "
-            "write to another path, or pass overwrite=True to replace it"
-        )
+        raise StoreExistsError(f"{path} exists; pass resume=True to complete it, or overwrite=True to replace it")
+    if found != wanted:
+        raise ForeignStoreError(f"{path} holds {different(found, wanted)}; write to another path, or pass "
+                                "overwrite=True to replace it")
     return True
+
+
+def _different_result(found: dict, wanted: dict) -> str:
+    return f"a different result (differs in {', '.join(sorted(_differences(found, wanted))[:6])})"
+
+
+def open_run_root(path: Path, zones: dict[str, str], *, resume: bool, overwrite: bool, zarr_format: int) -> Path:
+    """The root group of an area run's store, whose zones (name -> CRS) each hold a store: created, or an
+    earlier run's reopened (its zones must be these)."""
+    if check_run_root(path, zones, resume=resume, overwrite=overwrite):
+        return path
+    if path.exists():  # only with overwrite
+        remove(path, written_by_xterramind=lambda path: RUN_ATTR in (group_attrs(path) or {}))
+    zarr.open_group(str(path), mode="w-", zarr_format=zarr_format).attrs[RUN_ATTR] = {"zones": zones}
+    return path
+
+
+def check_run_root(path: Path, zones: dict[str, str], *, resume: bool, overwrite: bool) -> bool:
+    """Whether ``path`` holds an earlier run with these zones to complete (see ``check_existing``)."""
+    return check_existing(path, RUN_ATTR, {"zones": zones}, kind="run store", resume=resume, overwrite=overwrite,
+                          different=lambda found, wanted: f"zones {sorted(found['zones'])}, this plan has "
+                                                          f"{sorted(wanted['zones'])}")
 
 
 def group_attrs(path, group: str | None = None) -> dict | None:
@@ -288,10 +281,10 @@ def remove(path: Path, *, written_by_xterramind: Callable[[Path], bool]) -> None
         raise StoreError(f"{path} holds the current folder or the home folder: overwrite=True will not delete it; "
                          "write to a path of its own, e.g. 'result.zarr'")
     if not path.is_dir():
-        raise StoreError(f"{path} is a file, not a store: overwrite=True replaces only what xterramind wrote; "
+        raise ForeignStoreError(f"{path} is a file, not a store: overwrite=True replaces only what xterramind wrote; "
                          "remove the file yourself or pick another path")
     if any(path.iterdir()) and not written_by_xterramind(path):
-        raise StoreError(f"{path} holds files xterramind did not write: overwrite=True replaces only what xterramind "
+        raise ForeignStoreError(f"{path} holds files xterramind did not write: overwrite=True replaces only what xterramind "
                          "wrote; remove the folder yourself or pick another path")
     shutil.rmtree(path)
 
@@ -303,7 +296,7 @@ def _differences(a, b, prefix="") -> list[str]:
     return [] if a == b else [prefix.rstrip(".")]
 
 
-def _write_template(dataset: xr.Dataset, path: Path, zarr_format: int, fingerprint: dict, layout: _Layout) -> None:
+def _write_template(dataset: xr.Dataset, path: Path, zarr_format: int, fingerprint: dict, layout: BlockLayout) -> None:
     template = dataset.copy(deep=False)
     wkt = dataset.rio.crs.to_wkt()
     compressors = [_zstd(zarr_format)]
@@ -369,7 +362,7 @@ def open_result(path: str | os.PathLike, *, zone: str | None = None) -> xr.DataA
     elif zone is not None:
         raise StoreError(f"{path} is a single store, not an area run: it has no zones; leave out zone=")
     if not list(_group(path, zone).array_keys()):
-        raise StoreError(f"{path} holds no arrays: it is not a store of results")
+        raise ForeignStoreError(f"{path} holds no arrays: it is not a store of results")
     dataset = xr.open_zarr(str(path), group=zone, decode_coords="all")  # any georeferenced zarr opens the same way
     name = dataset.attrs.get(RESULT_VARIABLE)
     if name not in dataset.data_vars:
@@ -382,7 +375,7 @@ def open_result(path: str | os.PathLike, *, zone: str | None = None) -> xr.DataA
 def _group(path: Path, name: str | None):
     node = _group_or_none(path, name)
     if node is None:
-        raise StoreError(f"{path} is not a zarr store written by xterramind")
+        raise ForeignStoreError(f"{path} is not a zarr store written by xterramind")
     return node
 
 

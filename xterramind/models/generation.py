@@ -15,34 +15,15 @@ reference's output for seed ``s``; and a tile's result does not depend on the ot
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import torch
 
 from ..errors import InputError
 from .registry import resolve_modality
-from .sampling import sample
+from .sampling import Sampling, sample
 from .terramind import TerraMind
 from .tokenizers import Tokenizer
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """How tokens are drawn (the reference's defaults) and how many diffusion steps decode images."""
-
-    top_k: int = 0
-    top_p: float = 0.8
-    temperature: float = 1.0
-    timesteps: int = 50
-
-
-def tile_seed(seed: int, *position: int) -> int:
-    """A 62-bit seed from the user's seed and a tile's global position: independent streams per tile,
-    the same stream for the same tile whichever region or worker computes it."""
-    digest = hashlib.blake2b(repr((int(seed), *map(int, position))).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 2
 
 
 def sample_targets(

@@ -21,8 +21,9 @@ import torch
 from .. import runtime
 from ..errors import InputError, UnknownModalityError, WeightsUnavailableError
 from .coords import CoordsTokenizer, CoordsVocabulary
-from .generation import Sampling, decode_targets, sample_targets
+from .generation import decode_targets, sample_targets
 from .registry import ModelConfig, TokenizerConfig, get_config, resolve_modality, token_spec, tokenizer_config
+from .sampling import Sampling
 from .terramind import TerraMind
 from .tokenizers import Tokenizer
 from .weights import check_state_dict, file_sha256, init_seeded_, locate_official, read_state_dict

@@ -1,9 +1,30 @@
-"""Turning logits into tokens the way TerraMind's reference does: top-k, then top-p on the raw logits,
-then temperature, then one multinomial draw per row from a caller-supplied generator."""
+"""Sampling: how tokens are drawn from logits the way TerraMind's reference does (top-k, then top-p on the
+raw logits, then temperature, then one multinomial draw per row from a caller-supplied generator), and the
+seed of each tile's own random stream."""
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
+
 import torch
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How tokens are drawn (the reference's defaults) and how many diffusion steps decode images."""
+
+    top_k: int = 0
+    top_p: float = 0.8
+    temperature: float = 1.0
+    timesteps: int = 50
+
+
+def tile_seed(seed: int, *position: int) -> int:
+    """A 62-bit seed from the user's seed and a tile's global position: independent streams per tile,
+    the same stream for the same tile whichever region or worker computes it."""
+    digest = hashlib.blake2b(repr((int(seed), *map(int, position))).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 2
 
 
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 0.0) -> torch.Tensor:

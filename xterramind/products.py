@@ -1,0 +1,111 @@
+"""Pixel products, shared by the verbs that give pixels (generate, detokenize): what a tile's decoded
+output is blended as, how blended means become products, and the georeferenced Dataset they make.
+
+LULC blends class probabilities (each tile's softmax) and takes the argmax after blending, never before;
+images blend standardized pixels and come back in physical units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import xarray as xr
+
+from .engine import Layout
+from .facts import LULC_CLASSES, LULC_NODATA
+from .geo import georeferenced
+from .grid import PixelGrid
+from .models.handle import TerraMindModel
+from .models.registry import MODALITIES, ModalitySpec, resolve_modality
+from .models.sampling import Sampling
+from .tiles import Tiles
+
+
+@dataclass(frozen=True)
+class PixelJob:
+    """What a pixel verb's region task needs besides its windows."""
+
+    tiles: Tiles
+    targets: tuple[str, ...]  # token modalities, e.g. ("tok_S1GRD", "tok_LULC")
+    sampling: Sampling
+    seed: int
+    blend: bool = True  # False: every pixel from the tile owning its token (seams show; for comparison)
+
+
+def pixel_spec(token: ModalitySpec) -> tuple[str, tuple[str, ...]]:
+    """The pixel product of a token modality: its name and band names."""
+    name = token.name.removeprefix("tok_")
+    raw = next((spec for spec in MODALITIES.values() if spec.name == name and spec.kind == "image"), None)
+    return name, raw.bands if raw else (name,)
+
+
+def blending(job: PixelJob) -> dict:
+    """How a pixel verb's tiles are blended (``BlendedPixels``' keywords): per target the channels (class
+    probabilities for LULC, else the bands), and whether to blend at all."""
+    channels = {}
+    for target in job.targets:
+        name, bands = pixel_spec(resolve_modality(target))
+        channels[name] = len(LULC_CLASSES) if name == "LULC" else len(bands)
+    return {"channels": channels, "blend": job.blend}
+
+
+def outputs(targets: Sequence[ModalitySpec]) -> dict[str, tuple]:
+    """Per output variable: dtype and leading block shape."""
+    found = {}
+    for spec in targets:
+        name, bands = pixel_spec(spec)
+        if name == "LULC":
+            found |= {"LULC": (np.uint8, ()), "LULC_probability": (np.float32, (len(LULC_CLASSES),))}
+        else:
+            found[name] = (np.float32, (len(bands),))
+    return found
+
+
+def as_blended(name: str, value: torch.Tensor) -> torch.Tensor:
+    """A tile's decoded output as what is blended: LULC logits become probabilities."""
+    return torch.softmax(value, dim=1) if name == "LULC" else value
+
+
+def finish(job: PixelJob, model: TerraMindModel, blended: tuple[dict[str, torch.Tensor], torch.Tensor]
+           ) -> dict[str, np.ndarray]:
+    """Blended standardized outputs -> products: LULC classes and probabilities, images in physical units."""
+    means, mask = blended
+    out = {}
+    for name, mean in means.items():
+        if name == "LULC":
+            classes = torch.where(mask, mean.nan_to_num(-1.0).argmax(dim=0), LULC_NODATA)
+            out |= {"LULC": classes.to(torch.uint8).numpy(), "LULC_probability": mean.numpy()}
+        else:
+            out[name] = model.denormalize(name, mean).numpy()
+    return out
+
+
+def pixel_dataset(arrays, layout: Layout, pixel_grid: PixelGrid, specs, attrs) -> xr.Dataset:
+    """The georeferenced Dataset of a pixel verb's outputs, on the pixel grid of its token regions."""
+    tokens = layout.tiling.tokens
+    grid = PixelGrid(pixel_grid.crs, pixel_grid.transform, tokens.height * layout.tiling.patch,
+                     tokens.width * layout.tiling.patch)
+    time = ("time",) * (layout.times is not None)
+    variables = {}  # dims and attributes; coordinates come with the dataset
+    for spec in specs:
+        name, bands = pixel_spec(spec)
+        if name == "LULC":
+            variables["LULC"] = xr.DataArray(arrays["LULC"], dims=(*time, "y", "x"), attrs={
+                "long_name": "land use / land cover class", "flag_values": list(range(len(LULC_CLASSES))),
+                "flag_meanings": " ".join(c.replace(" ", "_").replace("/", "_") for c in LULC_CLASSES),
+                "nodata": LULC_NODATA})
+            variables["LULC_probability"] = xr.DataArray(
+                arrays["LULC_probability"], dims=(*time, "class", "y", "x"), coords={"class": np.arange(len(LULC_CLASSES))},
+                attrs={"long_name": "class probability, blended across tiles", "class_names": list(LULC_CLASSES)})
+        else:
+            units = next((s.units for s in MODALITIES.values() if s.name == name), "")
+            variables[name] = xr.DataArray(arrays[name], dims=(*time, f"{name}_band", "y", "x"),
+                                           attrs={"units": units, "band_names": list(bands)})
+    dataset = xr.Dataset(variables, coords=layout.time_coords())
+    dataset.attrs = attrs | {"product": "generation", "targets": [pixel_spec(s)[0] for s in specs]}
+    for var in dataset.data_vars.values():
+        var.attrs |= {k: v for k, v in attrs.items() if k not in var.attrs}
+    return georeferenced(dataset, grid)

@@ -1,0 +1,136 @@
+"""What a verb is, declared once, and the one region loop that runs any verb.
+
+A ``Verb`` (in the manner of flox's ``Aggregation``) says what differs between embed, tokenize, detokenize
+and generate: its ``kernel`` on a batch of tiles, how its tiles are stitched (``stitch``: tokens owned by
+the lattice, or pixels blended), how a stitched region becomes its output blocks (``finish``), and how
+its options become a ``Prepared`` verb on one input (``prepare``). Everything else is the same for all
+and written once in ``run_region``: valid pixels -> tiles with data -> batches -> kernel -> stitch -> finish.
+
+A ``Prepared`` verb is what the accessor, ``to_zarr`` and the area runner share: the layout of its
+input, its region task, its outputs, and how blocks of those outputs become the georeferenced result.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from .engine import Layout, lazy_blocks
+from .grid import Region, region_at, region_counts
+from .models.handle import TerraMindModel
+from .stitch import BlendedPixels, OwnedTokens
+from .tiles import tile_batches, tiles_with_data
+
+TOKENS, PIXELS = "tokens", "pixels"  # how a verb's tiles are stitched
+STITCHERS = {TOKENS: OwnedTokens, PIXELS: BlendedPixels}
+PREPARED = "xterramind_prepared"  # in a lazy result's variables' encoding: the prepared verb behind them
+
+
+@dataclass(frozen=True)
+class Verb:
+    """One verb, declared: the parts of ``run_region`` that are its own.
+
+    Attributes:
+        name: ``"embed"``, ``"tokenize"``, ``"detokenize"``, ``"generate"``.
+        prepare: ``prepare(cube, model, **options) -> Prepared``: the options checked, the job made.
+        kernel: ``kernel(job, model, inputs, batch) -> {output: (B, *leading, h, w) tensor}``, each tile's
+            tokens (``TOKENS``) or pixels (``PIXELS``) of one batch of ``inputs`` by modality.
+        stitch: ``TOKENS`` or ``PIXELS``.
+        stitched: ``stitched(job) -> dict``: the stitcher's keywords, what it accumulates (``OwnedTokens``: per
+            output its torch dtype, leading shape and nodata; ``BlendedPixels``: per output its channel count).
+        finish: ``finish(job, model, result) -> {output: numpy block}`` from the stitcher's ``result``.
+    """
+
+    name: str
+    prepare: Callable[..., Prepared]
+    kernel: Callable
+    stitch: str
+    stitched: Callable
+    finish: Callable
+
+    @property
+    def cover(self) -> bool:
+        """Regions gather every tile overlapping them (blended pixels), not just the tiles owning their tokens."""
+        return self.stitch == PIXELS
+
+
+def run_region(*windows: np.ndarray, region: Region, verb: Verb, job, model: TerraMindModel) -> dict[str, np.ndarray]:
+    """Run ``verb`` on one region from its inputs' windows ``(C, h, w)`` (raw units; a token grid's ids)."""
+    tiles = job.tiles
+    stitcher = STITCHERS[verb.stitch](region, tiles, **verb.stitched(job))
+    valid = tiles.valid(windows)
+    if valid.any():
+        for batch, inputs in tile_batches(model, windows, valid, tiles_with_data(region, valid, tiles), tiles):
+            stitcher.add(batch, verb.kernel(job, model, inputs, batch))
+    return verb.finish(job, model, stitcher.result(valid))
+
+
+def numpy_blocks(job, model: TerraMindModel, blocks: dict) -> dict[str, np.ndarray]:
+    """The ``finish`` of token verbs: the stitched blocks as they are."""
+    return {name: block.numpy() for name, block in blocks.items()}
+
+
+@dataclass
+class Prepared:
+    """A verb made ready on one input: its layout, job and outputs, and how blocks of those outputs become
+    the georeferenced result. ``lazy()`` is what the accessor returns; ``placeholder()`` has the same
+    variables, shape, chunks and attributes with nothing behind them (a store template)."""
+
+    verb: Verb
+    layout: Layout
+    job: object  # the verb's options for its kernel, with the layout's ``tiles`` (small, picklable)
+    model: TerraMindModel
+    outputs: dict[str, tuple]  # output -> (dtype, leading block shape)
+    assemble: Callable[[dict[str, da.Array]], xr.DataArray | xr.Dataset]
+
+    @property
+    def cover(self) -> bool:
+        return self.verb.cover
+
+    @property
+    def scale(self) -> int:
+        """Output cells per token along each axis: the patch for pixel outputs."""
+        return self.layout.tiling.patch if self.verb.stitch == PIXELS else 1
+
+    @property
+    def task(self) -> Callable:
+        """The region task, ``task(*windows, region=) -> {output: block}``: picklable, the model as its recipe."""
+        return functools.partial(run_region, verb=self.verb, job=self.job, model=self.model)
+
+    def region(self, row: int, col: int) -> Region:
+        return region_at(self.layout.tiling, self.layout.region_size, row, col, self.cover)
+
+    def lazy(self) -> xr.DataArray | xr.Dataset:
+        result = self.assemble(lazy_blocks(self.layout, self.task, self.outputs, cover=self.cover, scale=self.scale))
+        for variable in (result.data_vars.values() if isinstance(result, xr.Dataset) else [result]):
+            variable.encoding[PREPARED] = (self, variable.data.name)  # so to_zarr can run its stages itself
+        return result
+
+    def placeholder(self) -> xr.DataArray | xr.Dataset:
+        layout = self.layout
+        rows, cols = region_counts(layout.tiling, layout.region_size)
+        height, width = layout.tiling.tokens.shape
+        along = [tuple(min(layout.region_size, size - i * layout.region_size) * self.scale for i in range(count))
+                 for size, count in ((height, rows), (width, cols))]
+        times = () if layout.times is None else ((1,) * layout.times,)
+        return self.assemble({name: da.zeros(tuple(map(sum, (*times, *((n,) for n in leading), *along))),
+                                             chunks=(*times, *((n,) for n in leading), *along), dtype=dtype)
+                              for name, (dtype, leading) in self.outputs.items()})
+
+
+def prepared_behind(result: xr.DataArray | xr.Dataset) -> Prepared | None:
+    """The prepared verb whose untouched lazy result this is (every variable's data as ``lazy()`` made it, under
+    its own name), else None: ``to_zarr`` then runs its region stages, not the dask graph."""
+    variables = list(result.data_vars.values()) if isinstance(result, xr.Dataset) else [result]
+    entries = [var.encoding.get(PREPARED) for var in variables]
+    if not variables or not all(entries):
+        return None
+    prepared = entries[0][0]
+    untouched = all(entry[0] is prepared and isinstance(var.data, da.Array) and var.data.name == entry[1]
+                    and var.name in prepared.outputs for var, entry in zip(variables, entries, strict=True))
+    return prepared if untouched else None
