@@ -72,7 +72,7 @@ def throughput(model_name: str, regions: int, workers: int) -> dict:
 
     model = xterramind.load_model(model_name, weights="random", device="cpu", precision="fp32")
     plan = _throughput_plan(regions)
-    cells = plan.zones[0].cells
+    cells = plan.zones[0].region_indices
     threads = str(2 // workers)
     with runner.model_worker_environ():  # as runner.local_cluster starts its workers
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0",

@@ -48,7 +48,7 @@ def test_the_objects_a_run_needs_are_made_from_the_settings(tmp_path):
     assert isinstance(source, sources.SyntheticSource) and source.modalities == ("S2L2A",) and source.seed == 3
     plan = config.make_plan(source)
     expected = planner.plan_area(AREA, resolution=10.0, region=24)
-    assert [(z.name, z.grid, z.chunk) for z in plan.zones] == [(z.name, z.grid, z.chunk) for z in expected.zones]
+    assert [(z.name, z.grid, z.region_size) for z in plan.zones] == [(z.name, z.grid, z.region_size) for z in expected.zones]
     loads = sum(runtime.loads.values())
     model = config.make_model(stand_in=True)
     assert (model.name, model.weights_id, str(model.device)) == ("terramind_micro", "random", "cpu")

@@ -21,25 +21,25 @@ def test_an_area_across_a_zone_boundary_gets_one_grid_per_zone_on_the_region_lat
     geodesic = abs(Geod(ellps="WGS84").geometry_area_perimeter(shapely.box(*area))[0]) / 1e6
     assert plan.area_km2 == pytest.approx(geodesic, rel=0.005)
     for zone in plan.zones:
-        side = zone.chunk * 16 * 10
-        assert zone.chunk == 48 and zone.grid.transform.a == 10
+        side = zone.region_size * 16 * 10
+        assert zone.region_size == 48 and zone.grid.transform.a == 10
         assert zone.grid.transform.c % side == 0 and zone.grid.transform.f % side == 0
-        assert zone.grid.height % (zone.chunk * 16) == 0 and zone.grid.width % (zone.chunk * 16) == 0
+        assert zone.grid.height % (zone.region_size * 16) == 0 and zone.grid.width % (zone.region_size * 16) == 0
         part = project(shapely.box(*area).intersection(shapely.box(6 if zone.name == "utm32n" else 12, 0, 12 if zone.name == "utm32n" else 18, 84)), zone.crs)
         rows, cols = zone.shape
         for row in range(rows):
             for col in range(cols):
-                x0, y0 = zone.grid.transform * (col * zone.chunk * 16, row * zone.chunk * 16)
+                x0, y0 = zone.grid.transform * (col * zone.region_size * 16, row * zone.region_size * 16)
                 cell = shapely.box(x0, y0 - side, x0 + side, y0)
-                listed = bool(((zone.cells[:, 0] == row) & (zone.cells[:, 1] == col)).any())
+                listed = bool(((zone.region_indices[:, 0] == row) & (zone.region_indices[:, 1] == col)).any())
                 assert listed == cell.intersects(part), (zone.name, row, col)
 
 
 def test_tiles_are_counted_without_building_them():
     zone = plan_area((9.0, 45.0, 9.3, 45.2), region=48).zones[0]
     for cover in (False, True):
-        layout = regions(zone.tiling, zone.chunk, cover)
-        assert zone.tile_count(cover) == sum(layout[r][c].tile_count for r, c in zone.cells)
+        layout = regions(zone.tiling, zone.region_size, cover)
+        assert zone.tile_count(cover) == sum(layout[r][c].tile_count for r, c in zone.region_indices)
         assert zone.region(1, 2, cover) == layout[1][2]
     assert zone.tile_count() == zone.tiling.tile_count  # a rectangle touches every region: each tile once
     assert zone.pixel_count() == zone.grid.height * zone.grid.width
@@ -62,7 +62,7 @@ def test_areas_as_geojson_polygons_features_and_files(tmp_path):
     path = tmp_path / "area.geojson"
     path.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
     for same in (feature, str(path), shapely.geometry.shape(triangle)):
-        assert np.array_equal(plan_area(same, region=48).zones[0].cells, by_geometry.zones[0].cells)
+        assert np.array_equal(plan_area(same, region=48).zones[0].region_indices, by_geometry.zones[0].region_indices)
 
 
 def test_an_area_across_the_equator_has_a_grid_per_hemisphere():
@@ -75,7 +75,7 @@ def test_planning_an_opened_cube_lists_only_regions_of_the_area():
     grid = plan_area((9.0, 45.0, 9.3, 45.2), region=48).zones[0].grid
     whole = plan_grid(grid, region=48)
     corner = plan_grid(grid, (9.0, 45.15, 9.05, 45.2), region=48)
-    assert whole.regions == len(whole.zones[0].cells) > corner.regions >= 1
+    assert whole.regions == len(whole.zones[0].region_indices) > corner.regions >= 1
     with pytest.raises(InputError, match="does not overlap"):
         plan_grid(grid, (20.0, 45.0, 20.1, 45.1), region=48)
 
@@ -102,7 +102,7 @@ def test_a_plan_prints_as_a_short_summary():
     assert text.splitlines()[0] == f"Plan(7 zones, {plan.regions:,} regions, {plan.tile_count():,} tiles at 10 m per pixel)"
     assert len(text.splitlines()) == 8 and len(text) < 1000 and "array" not in text
     zone = plan.zones[0]
-    assert repr(zone) == (f"Zone('utm29n', {zone.grid.height:,} x {zone.grid.width:,} px, {len(zone.cells):,} regions of "
+    assert repr(zone) == (f"Zone('utm29n', {zone.grid.height:,} x {zone.grid.width:,} px, {len(zone.region_indices):,} regions of "
                           f"252 tokens, {zone.tile_count():,} tiles, {zone.area_km2:,.0f} km2)")
     world = plan_area((-60.0, -30.0, 60.0, 30.0), region=2048)
     assert len(repr(world).splitlines()) == 10 and repr(world).endswith(f"and {len(world.zones) - 8} zones more")

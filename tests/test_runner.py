@@ -76,14 +76,14 @@ def _marked(store, zone="utm32n") -> int:
 def test_a_run_equals_the_accessor_on_the_same_pixels(reference, model):
     plan, store, report = reference
     zone = plan.zones[0]
-    assert report.regions == len(zone.cells) == report.written + report.empty and not report.failed
+    assert report.regions == len(zone.region_indices) == report.written + report.empty and not report.failed
     assert report.empty > 0 and report.written > 0  # the sea was skipped, the land computed
     cube = SyntheticSource(land=LAND).read(zone.grid, ((0, zone.grid.height), (0, zone.grid.width)))
-    expected = cube.terramind.embed(model, chunks=zone.chunk).compute(scheduler="threads")
+    expected = cube.terramind.embed(model, chunks=zone.region_size).compute(scheduler="threads")
     stored = xr.open_zarr(store, group=zone.name, decode_coords="all")["embeddings"]
     np.testing.assert_allclose(stored.values, expected.values, atol=1e-5, rtol=0)
     assert stored.rio.crs.to_epsg() == 32632 and stored.rio.transform() == expected.rio.transform()
-    assert zone.grid.transform.c % (zone.chunk * 16 * 10) == 0  # the grid sits on the zone's region lattice
+    assert zone.grid.transform.c % (zone.region_size * 16 * 10) == 0  # the grid sits on the zone's region lattice
 
 
 def test_an_opened_cube_runs_on_its_own_grid(client, model, tmp_path):
@@ -107,11 +107,33 @@ def test_tokens_of_regions_without_data_read_back_as_nodata(client, model, tmp_p
                         gpu=False, modality="S2L2A")
     assert report.empty > 0 and report.written > 0
     tokens = xr.open_zarr(tmp_path / "tokens.zarr", group="utm32n")["tokens"].values
-    size = plan.zones[0].chunk
+    size = plan.zones[0].region_size
     for outcome in report.outcomes:
         row, col = outcome.index
         block = tokens[row * size:(row + 1) * size, col * size:(col + 1) * size]
         assert (block == -1).all() if outcome.tiles == 0 else (block >= 0).any()
+
+
+def test_a_tokenized_area_is_detokenized_by_a_run_as_by_the_accessor(client, model, tmp_path):
+    """The runner runs all four verbs: detokenize reads a token store (its token grid) and writes pixels on
+    the plan's pixel grid, equal to the accessor's detokenize of the same tokens; regions of the sea (tokens
+    -1) skip the model and read back as nodata."""
+    plan = plan_area(AREA, region=24)
+    runner.run(plan, SyntheticSource(land=LAND), "tokenize", model, tmp_path / "tokens.zarr", client=client,
+               gpu=False, modality="S2L2A")
+    tokens = xterramind.open(tmp_path / "tokens.zarr")
+    tokens = tokens.where(tokens < 0, tokens % 4375).astype("int32")  # ids in the LULC vocabulary, nodata kept
+    pixels = plan_grid(grid_of(tokens, "tokens").refined(16), region=24)
+    assert pixels.zones[0].grid.same_as(plan.zones[0].grid)
+    report = runner.run(pixels, CubeSource(tokens), "detokenize", model, tmp_path / "lulc.zarr", client=client,
+                        gpu=False, modality="LULC", seed=2)
+    assert report.regions == plan.regions and report.written > 0 and report.empty > 0 and not report.failed
+    stored = xterramind.open(tmp_path / "lulc.zarr")
+    expected = tokens.chunk(24).terramind.detokenize("LULC", model, seed=2, chunks=24).compute(scheduler="threads")
+    np.testing.assert_array_equal(stored.LULC.values, expected.LULC.values)
+    # the worker sums in another thread count than this process: equal to float32 rounding
+    np.testing.assert_allclose(stored.LULC_probability.values, expected.LULC_probability.values, rtol=0, atol=1e-6)
+    assert (stored.LULC.values == 0).any() and (stored.LULC.values > 0).any()  # the sea is nodata (0), land classes
 
 
 class _RecordingClient:
@@ -158,8 +180,8 @@ def test_a_worker_killed_mid_run_changes_nothing(reference, cluster, client, mod
     killer.start()
     report = runner.run(plan, SyntheticSource(land=LAND), "embed", model, store, client=client, gpu=False, in_flight=2)
     killer.join(timeout=5)
-    assert killed_at and killed_at[0] < len(plan.zones[0].cells)  # the worker died with regions left to do
-    assert not report.failed and report.written + report.empty == len(plan.zones[0].cells)
+    assert killed_at and killed_at[0] < len(plan.zones[0].region_indices)  # the worker died with regions left to do
+    assert not report.failed and report.written + report.empty == len(plan.zones[0].region_indices)
     np.testing.assert_array_equal(_embeddings(store), _embeddings(expected_store))
     client.wait_for_workers(2, timeout=60)  # the nanny brought a new worker process up
     assert victim not in client.scheduler_info()["workers"]
@@ -168,7 +190,7 @@ def test_a_worker_killed_mid_run_changes_nothing(reference, cluster, client, mod
 def test_a_failing_region_is_logged_and_retried_by_the_next_run(reference, client, model, tmp_path, caplog):
     plan, expected_store, _ = reference
     zone = plan.zones[0]
-    broken_cell = tuple(int(v) for v in zone.cells[3])
+    broken_cell = tuple(int(v) for v in zone.region_indices[3])
 
     class FlakySource(SyntheticSource):  # defined here, so it travels to the workers by value
         def read(self, grid, window):
@@ -181,9 +203,9 @@ def test_a_failing_region_is_logged_and_retried_by_the_next_run(reference, clien
         report = runner.run(plan, FlakySource(land=LAND), "embed", model, store, client=client, gpu=False, retries=0)
     assert report.failed == [("utm32n", broken_cell, "OSError: the bucket said 503")]
     assert f"region utm32n row {broken_cell[0]} col {broken_cell[1]} failed: OSError" in caplog.text
-    assert "1 failed" in caplog.text and report.written + report.empty == len(zone.cells) - 1
+    assert "1 failed" in caplog.text and report.written + report.empty == len(zone.region_indices) - 1
     again = runner.run(plan, SyntheticSource(land=LAND), "embed", model, store, client=client, gpu=False)
-    assert again.skipped == len(zone.cells) - 1 and again.written + again.empty == 1 and not again.failed
+    assert again.skipped == len(zone.region_indices) - 1 and again.written + again.empty == 1 and not again.failed
     np.testing.assert_array_equal(_embeddings(store), _embeddings(expected_store))
 
 
@@ -214,7 +236,7 @@ def test_a_killed_driver_is_finished_by_the_same_command(reference, client, tmp_
         driver.wait(timeout=30)
     assert driver.returncode == -signal.SIGKILL
     done = _settled(client, store)
-    total = len(plan.zones[0].cells)
+    total = len(plan.zones[0].region_indices)
     assert 3 <= done < total
     rerun = subprocess.run(_command(config), capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
@@ -267,7 +289,7 @@ def test_stac_items_are_read_per_region_like_a_whole_load(client, model, tmp_pat
     assert report.written > 0 and not report.failed
     zone = plan.zones[0]
     whole = xterramind.stac.load(with_items, ["S2L1C"], grid=zone.grid)
-    expected = whole.terramind.embed(model, chunks=zone.chunk).compute(scheduler="threads")
+    expected = whole.terramind.embed(model, chunks=zone.region_size).compute(scheduler="threads")
     stored = _embeddings(tmp_path / "stac.zarr", zone.name)
     assert np.isfinite(stored).any()
     np.testing.assert_allclose(stored, expected.values, atol=1e-5, rtol=0)
@@ -393,7 +415,7 @@ def test_the_dry_run_times_the_runner_s_model_task_on_regions_like_the_plan_s(mo
     for verb, options, cover in [("embed", {}, False), ("generate", {"targets": ["LULC"]}, True)]:
         outcomes.clear(), forwarded.clear()
         rate, measured_on = runner.measure_tiles_per_second(zone, SyntheticSource(), verb, model, seconds=0, **options)
-        inner = max(zone.region(*cell, cover).tile_count for cell in zone.cells)
+        inner = max(zone.region(*cell, cover).tile_count for cell in zone.region_indices)
         assert outcomes == [inner, inner] and sum(forwarded) == 2 * inner  # a warm-up, one timed
         assert rate > 0 and f"{inner} tiles in" in measured_on
     outcomes.clear(), forwarded.clear()

@@ -32,7 +32,7 @@ Docs: the ``docs/`` site (``mkdocs serve``) and ``notebooks/quickstart.ipynb``.
 from . import accessor, stac  # noqa: F401  (registers the .terramind accessor; xterramind.stac.load)
 from .data import open_sample
 from .errors import XterramindError
-from .generate import LULC_CLASSES
+from .facts import LULC_CLASSES
 from .models import TerraMindModel, list_models, load_model
 from .store import open_result as open  # xterramind.open(path), as xarray.open_zarr
 from .version import __version__

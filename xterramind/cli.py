@@ -132,7 +132,7 @@ def search(args: argparse.Namespace) -> None:
     print(hits[["rank", "cell_id", "score", "lon", "lat", "time", "valid_fraction"]].to_string(index=False))
 
 
-def run(args: argparse.Namespace) -> int:
+def run_config(args: argparse.Namespace) -> int:
     """Run (or with --dry-run, plan and cost) the configuration file's verb over its area."""
     import logging
 
@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     run_area.add_argument("--tiles-per-second", type=float, help="the model's speed for the time estimate "
                           "(default: measured now on this machine)")
     run_area.add_argument("--overwrite", action="store_true", help="replace an existing output store")
-    run_area.set_defaults(run=run)
+    run_area.set_defaults(run=run_config)
     args = parser.parse_args(argv)
     try:
         return args.run(args) or 0

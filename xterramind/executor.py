@@ -77,7 +77,7 @@ def active_client():
         return None
 
 
-def run(jobs: Sequence[Job], description: str, progress_bar: bool | None = None, *, client=None,
+def execute(jobs: Sequence[Job], description: str, progress_bar: bool | None = None, *, client=None,
         width: int | None = None, retries: int = 0, keep_going: bool = False,
         on_done: Callable[[int, Done | Exception], dict | None] | None = None,
         resume: str | None = "run the same call again to resume") -> list:

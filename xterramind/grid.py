@@ -225,37 +225,37 @@ class Region:
         return len(self.y.tiles) * len(self.x.tiles)
 
 
-def regions(tiling: Tiling, chunk: int, cover: bool = False) -> list[list[Region]]:
-    """Regions of ``chunk`` x ``chunk`` output tokens (ragged at the far edges), row by row. Each region
+def regions(tiling: Tiling, region_size: int, cover: bool = False) -> list[list[Region]]:
+    """Regions of ``region_size`` x ``region_size`` output tokens (ragged at the far edges), row by row. Each region
     lists the tiles owning its tokens, or with ``cover`` (blended pixel outputs) every tile overlapping it."""
-    rows, cols = region_counts(tiling, chunk)
-    columns = [column_span(tiling, chunk, col, cover) for col in range(cols)]
-    return [[Region(row_span(tiling, chunk, row, cover), column) for column in columns] for row in range(rows)]
+    rows, cols = region_counts(tiling, region_size)
+    columns = [column_span(tiling, region_size, col, cover) for col in range(cols)]
+    return [[Region(row_span(tiling, region_size, row, cover), column) for column in columns] for row in range(rows)]
 
 
-def region_at(tiling: Tiling, chunk: int, row: int, col: int, cover: bool = False) -> Region:
+def region_at(tiling: Tiling, region_size: int, row: int, col: int, cover: bool = False) -> Region:
     """The region in row ``row`` and column ``col`` of ``regions``, without making the others."""
-    return Region(row_span(tiling, chunk, row, cover), column_span(tiling, chunk, col, cover))
+    return Region(row_span(tiling, region_size, row, cover), column_span(tiling, region_size, col, cover))
 
 
-def region_counts(tiling: Tiling, chunk: int) -> tuple[int, int]:
-    """How many regions of ``chunk`` tokens the token grid has along y and along x."""
-    if chunk <= 0:
-        raise InputError(f"chunks must be a positive number of tokens, got {chunk}")
+def region_counts(tiling: Tiling, region_size: int) -> tuple[int, int]:
+    """How many regions of ``region_size`` tokens the token grid has along y and along x."""
+    if region_size <= 0:
+        raise InputError(f"chunks must be a positive number of tokens, got {region_size}")
     height, width = tiling.tokens.shape
-    return -(-height // chunk), -(-width // chunk)
+    return -(-height // region_size), -(-width // region_size)
 
 
-def row_span(tiling: Tiling, chunk: int, row: int, cover: bool = False) -> AxisSpan:
+def row_span(tiling: Tiling, region_size: int, row: int, cover: bool = False) -> AxisSpan:
     """The y span of the regions in row ``row``."""
-    start = row * chunk
-    return _span(tiling.rows, start, min(start + chunk, tiling.tokens.height), tiling.patch, cover)
+    start = row * region_size
+    return _span(tiling.rows, start, min(start + region_size, tiling.tokens.height), tiling.patch, cover)
 
 
-def column_span(tiling: Tiling, chunk: int, col: int, cover: bool = False) -> AxisSpan:
+def column_span(tiling: Tiling, region_size: int, col: int, cover: bool = False) -> AxisSpan:
     """The x span of the regions in column ``col``."""
-    start = col * chunk
-    return _span(tiling.cols, start, min(start + chunk, tiling.tokens.width), tiling.patch, cover)
+    start = col * region_size
+    return _span(tiling.cols, start, min(start + region_size, tiling.tokens.width), tiling.patch, cover)
 
 
 def default_chunk(tiling: Tiling, target: int = 128) -> int:

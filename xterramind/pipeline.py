@@ -138,7 +138,7 @@ def write(result: xr.DataArray | xr.Dataset, path: str | os.PathLike, *, resume:
     jobs = (cube_jobs(prepared, template, todo) if prepared is not None
             else block_jobs(store.as_dataset(result), template, todo))
     again = "run it again without overwrite=True to resume" if overwrite else "run the same call again to resume"
-    done = executor.run(jobs, f"writing {os.path.basename(template.path)}", progress_bar, resume=again)
+    done = executor.execute(jobs, f"writing {os.path.basename(template.path)}", progress_bar, resume=again)
     valid = [outcome.value[0] for outcome in done]
     total = len(layout.block_indices())
     report = store.WriteReport(template.path, total, len(todo), total - len(todo), valid.count(False),

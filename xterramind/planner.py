@@ -38,20 +38,21 @@ class Zone:
     Attributes:
         name: the zone's name and store subgroup, e.g. ``"utm33n"`` (see ``zone_name``).
         tiling: the zone's pixel grid and how tiles cover it.
-        chunk: the region (and store chunk) side, in tokens.
-        cells: ``(regions, 2)`` row and column of each region the area touches, row-major.
+        region_size: the region (and store chunk) side, in tokens (``plan_area(region=)``, the verbs' ``chunks=``).
+        region_indices: ``(regions, 2)`` row and column of each region the area touches, row-major (also as
+            ``cells``, its old name).
         area_km2: the area's surface inside the zone.
 
     Example:
         >>> zone = plan_area((9.0, 45.0, 9.5, 45.5)).zones[0]
-        >>> zone.name, zone.crs, len(zone.cells)
+        >>> zone.name, zone.crs, len(zone.region_indices)
         ('utm32n', 'EPSG:32632', 4)
     """
 
     name: str
     tiling: Tiling
-    chunk: int  # region side, in tokens
-    cells: np.ndarray  # (regions, 2) row and column of each region touching the area, row-major
+    region_size: int  # region side, in tokens
+    region_indices: np.ndarray  # (regions, 2) row and column of each region touching the area, row-major
     area_km2: float
 
     @property
@@ -67,7 +68,7 @@ class Zone:
     @property
     def shape(self) -> tuple[int, int]:
         """Regions along y and x in the zone's grid (listed or not): the store's chunk counts."""
-        return region_counts(self.tiling, self.chunk)
+        return region_counts(self.tiling, self.region_size)
 
     def region(self, row: int, col: int, cover: bool = False) -> Region:
         """The region at ``row``, ``col`` of the zone's region lattice: its pixel windows and tiles.
@@ -79,11 +80,11 @@ class Zone:
                 outputs, such as generated images, need them).
 
         Example:
-            >>> region = zone.region(*zone.cells[0])
+            >>> region = zone.region(*zone.region_indices[0])
             >>> region.tile_count
             441
         """
-        return region_at(self.tiling, self.chunk, row, col, cover)
+        return region_at(self.tiling, self.region_size, row, col, cover)
 
     def tile_count(self, cover: bool = False) -> int:
         """Tiles run over the listed regions (with ``cover``, tiles shared by two regions count twice).
@@ -95,9 +96,9 @@ class Zone:
             1764
         """
         rows, cols = self.shape
-        per_row = np.array([len(row_span(self.tiling, self.chunk, r, cover).tiles) for r in range(rows)])
-        per_col = np.array([len(column_span(self.tiling, self.chunk, c, cover).tiles) for c in range(cols)])
-        return int((per_row[self.cells[:, 0]] * per_col[self.cells[:, 1]]).sum())
+        per_row = np.array([len(row_span(self.tiling, self.region_size, r, cover).tiles) for r in range(rows)])
+        per_col = np.array([len(column_span(self.tiling, self.region_size, c, cover).tiles) for c in range(cols)])
+        return int((per_row[self.region_indices[:, 0]] * per_col[self.region_indices[:, 1]]).sum())
 
     def pixel_count(self) -> int:
         """Pixels in the listed regions (clipped at the grid's far edges): what a run writes.
@@ -106,15 +107,20 @@ class Zone:
             >>> zone.pixel_count()
             65028096
         """
-        side = self.chunk * self.tiling.patch
+        side = self.region_size * self.tiling.patch
         rows, cols = self.grid.height, self.grid.width
-        heights = np.minimum(side, rows - self.cells[:, 0] * side)
-        widths = np.minimum(side, cols - self.cells[:, 1] * side)
+        heights = np.minimum(side, rows - self.region_indices[:, 0] * side)
+        widths = np.minimum(side, cols - self.region_indices[:, 1] * side)
         return int((heights * widths).sum())
 
-    def __repr__(self) -> str:  # the cells array can hold millions of rows: a summary instead
+    @property
+    def cells(self) -> np.ndarray:
+        """The old name of ``region_indices``."""
+        return self.region_indices
+
+    def __repr__(self) -> str:  # the region_indices array can hold millions of rows: a summary instead
         height, width = self.grid.shape
-        return (f"Zone({self.name!r}, {height:,} x {width:,} px, {len(self.cells):,} regions of {self.chunk} tokens, "
+        return (f"Zone({self.name!r}, {height:,} x {width:,} px, {len(self.region_indices):,} regions of {self.region_size} tokens, "
                 f"{self.tile_count():,} tiles, {self.area_km2:,.0f} km2)")
 
 
@@ -138,7 +144,7 @@ class Plan:
     @property
     def regions(self) -> int:
         """Regions to run, over every zone: the tasks a run submits (twice: a read and a compute)."""
-        return sum(len(zone.cells) for zone in self.zones)
+        return sum(len(zone.region_indices) for zone in self.zones)
 
     @property
     def area_km2(self) -> float:

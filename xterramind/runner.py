@@ -2,15 +2,16 @@
 
 The store is a zarr group with one subgroup per zone of the plan (``utm33n``, ...), each an ordinary
 xterramind store: the verb's georeferenced result template, written once (and on a rerun checked, never
-replaced), and its ledger. Each region of the plan becomes three tasks:
+replaced), and its ledger. Each region of the plan is a job of the three stages every write has
+(``xterramind.pipeline``), each a task of its own (``xterramind.executor``):
 
-- ``read`` (any worker): ask the source whether the window can hold data, read it (region plus halo),
-  cut it into the verb's modalities; nothing when it has no valid pixel;
-- ``model`` (the workers offering the ``GPU`` resource, when any does): run the verb's region task on
-  the worker's cached model; no model work for a region without valid input;
-- ``write`` (any worker; Dask keeps it where the blocks are, on another thread): write the region into
-  the template, then mark it in the ledger. Compressing a region takes longer than the GPU's forward
-  passes (TerraMind-B float32 embeddings), so it must not hold the GPU resource.
+- read (any worker): ask the source whether the window can hold data, read it (region plus halo) and cut
+  it into the verb's modalities (a token grid for ``detokenize``);
+- model (the workers offering the ``GPU`` resource, when any does): run the verb's region task on the
+  worker's cached model; no model work for a region without valid input;
+- write (any worker; Dask keeps it where the blocks are, on another thread): write the region into the
+  template, then mark it in the ledger. Compressing a region takes longer than the GPU's forward passes
+  (TerraMind-B float32 embeddings), so it must not hold the GPU resource.
 
 At most ``in_flight`` regions are on the cluster at once, whatever the area: a new region goes out as each
 one finishes and the finished one is released, so the scheduler holds at most ``3 * (in_flight + 1)``
@@ -187,7 +188,7 @@ def prepare_zone(zone: Zone, source: Source, verb: str, model: TerraMindModel, o
     if "time" in prototype.dims:
         raise InputError("a run takes one date per pixel; use a composite (composite='median') or select a date")
     tiling = zone.tiling
-    prepared = VERBS[verb].prepare(prototype, model=model, chunks=zone.chunk, tile_size=tiling.tile_size,
+    prepared = VERBS[verb].prepare(prototype, model=model, chunks=zone.region_size, tile_size=tiling.tile_size,
                                    overlap=tiling.overlap, **options)
     if not prepared.layout.tiling.grid.same_as(zone.grid) or prepared.layout.tiling.patch != tiling.patch:
         raise GridMismatchError(f"the source's grid is not the plan's grid for {zone.name}: plan an opened cube with "
@@ -264,7 +265,7 @@ def run(plan: Plan, source: Source, verb: str, model: TerraMindModel, store_path
                  ", model tasks on GPU workers" if resources else "")
         jobs = [region_job(work, index, executor.Stage(functools.partial(reader, work, index)), resources=resources,
                            name=f"{zone}-{index[0]}-{index[1]}") for zone, work, reader, index in todo]
-        executor.run(jobs, f"running {root.name}", progress_bar, client=active, width=width, retries=retries,
+        executor.execute(jobs, f"running {root.name}", progress_bar, client=active, width=width, retries=retries,
                      keep_going=True, on_done=_recorder(report, [(zone, index) for zone, _, _, index in todo]))
     report.seconds = time.perf_counter() - started
     return report
@@ -279,9 +280,9 @@ def _regions_to_do(plan: Plan, source: Source, verb: str, model: TerraMindModel,
         prepared = prepare_zone(zone, source, verb, model, options)
         template = store.prepare(prepared.placeholder(), root / zone.name, resume=True, zarr_format=zarr_format)
         work, reader = RegionWork.of(prepared, template), _reader(zone, source, prepared, options)
-        undone = template.ledger()[zone.cells[:, 0], zone.cells[:, 1]] == 0
+        undone = template.ledger()[zone.region_indices[:, 0], zone.region_indices[:, 1]] == 0
         skipped += int((~undone).sum())
-        todo += [(zone.name, work, reader, (int(row), int(col))) for row, col in zone.cells[undone]]
+        todo += [(zone.name, work, reader, (int(row), int(col))) for row, col in zone.region_indices[undone]]
     store.consolidate(root)  # the zones' metadata in one place; region writes never change it
     return todo, skipped
 
@@ -512,7 +513,7 @@ def forecast(plan: Plan, source: Source, verb: str, model: TerraMindModel, *, ti
         variables = placeholder.data_vars.values() if isinstance(placeholder, xr.Dataset) else [placeholder]
         share = zone.pixel_count() / (zone.grid.height * zone.grid.width)  # only listed regions are written
         size = int(sum(v.size * v.dtype.itemsize for v in variables) * share)
-        rows.append((zone.name, zone.crs, zone.grid.shape, len(zone.cells), zone.tile_count(prepared.cover), size))
+        rows.append((zone.name, zone.crs, zone.grid.shape, len(zone.region_indices), zone.tile_count(prepared.cover), size))
     if given is None:
         given, measured_on = measure_tiles_per_second(plan.zones[0], source, verb, model, **options)
     else:
@@ -552,7 +553,7 @@ def measure_tiles_per_second(zone: Zone, source: Source, verb: str, model: Terra
     batch = prepare_zone(zone, synthetic, verb, model, options).layout.tiles.batch_for(model)
     tiling = zone.tiling
     stride, tile = tiling.rows.stride, tiling.tile_size // tiling.patch
-    side = min(zone.chunk, max(math.ceil(math.sqrt(MEASURE_BATCHES * batch)), -(-tile // stride)) * stride)
+    side = min(zone.region_size, max(math.ceil(math.sqrt(MEASURE_BATCHES * batch)), -(-tile // stride)) * stride)
     # the middle of 3 x 3 regions: neighbours on every side, so a verb that covers its region with the tiles
     # overlapping it (generate) gets as many as a run's inner regions do
     grid = PixelGrid(zone.crs, zone.grid.transform, 3 * side * tiling.patch, 3 * side * tiling.patch)

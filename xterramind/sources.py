@@ -126,7 +126,8 @@ class CubeSource:
         Example:
             >>> plan = plan_grid(CubeSource(cube).grid, region=24)
         """
-        from .modalities import grid_of, resolve
+        from .geo import grid_of
+        from .modalities import resolve
 
         first = resolve(self.cube)[0]
         return grid_of(first.data, first.spec.name)

@@ -22,8 +22,8 @@ import xarray as xr
 from .. import executor
 from ..arguments import whole_number
 from ..errors import InputError, NoValidDataError, OptionError, StoreExistsError
+from ..geo import grid_of, transformer
 from ..grid import PixelGrid
-from ..modalities import grid_of
 from ..store import remove
 from .index import check_kind
 from .search import META, CellSet
@@ -124,7 +124,7 @@ def export(embeddings: xr.DataArray, path, *, cell: int = 224, quantize: str | N
                                          job=job, name=name)
                 jobs.append(executor.Job((executor.Compute((block,)), executor.Stage(then)), name))
                 names.append(name)
-    counts = [done.value for done in executor.run(jobs, f"exporting {folder.name}", progress_bar, resume=None)]
+    counts = [done.value for done in executor.execute(jobs, f"exporting {folder.name}", progress_bar, resume=None)]
     parts = [(name, count) for name, count in zip(names, counts, strict=True) if count]
     meta = {"cell": int(cell), "cell_tokens": size, "patch_size": int(embeddings.attrs.get("patch_size", 16)),
             "crs": grid.crs, "transform": list(grid.transform)[:6], "lonlat_bounds": _lonlat_bounds(grid),
@@ -161,12 +161,11 @@ def _cell_aligned(embeddings: xr.DataArray, size: int) -> xr.DataArray:
 
 
 def _lonlat_bounds(grid: PixelGrid) -> list[float]:
-    from pyproj import Transformer
 
     t = grid.transform
     xs = [t.c, t.c + t.a * grid.width]
     ys = [t.f, t.f + t.e * grid.height]
-    lon, lat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(
+    lon, lat = transformer(grid.crs, "EPSG:4326").transform(
         [xs[0], xs[0], xs[1], xs[1]], [ys[0], ys[1], ys[0], ys[1]])
     return [min(lon), min(lat), max(lon), max(lat)]
 
@@ -180,7 +179,6 @@ def _write_part(computed: tuple[np.ndarray], *, origin: tuple[int, int], when: s
     (block,) = computed
     import geopandas
     import shapely
-    from pyproj import Transformer
 
     features, height, width = block.shape
     s = job.size
@@ -203,7 +201,7 @@ def _write_part(computed: tuple[np.ndarray], *, origin: tuple[int, int], when: s
     left, right = t.c + t.a * x0, t.c + t.a * x1
     top, bottom = t.f + t.e * y0, t.f + t.e * y1
     footprints = shapely.box(left, np.minimum(top, bottom), right, np.maximum(top, bottom))
-    lon, lat = Transformer.from_crs(job.grid.crs, "EPSG:4326", always_xy=True).transform((left + right) / 2, (top + bottom) / 2)
+    lon, lat = transformer(job.grid.crs, "EPSG:4326").transform((left + right) / 2, (top + bottom) / 2)
     columns = {
         "cell_id": [f"r{r}c{c}" + (f"t{when}" if when else "") for r, c in zip(cell_row, cell_col, strict=True)],
         "row": cell_row.astype(np.int64), "col": cell_col.astype(np.int64),

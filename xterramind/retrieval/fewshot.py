@@ -14,7 +14,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import InputError, NoValidDataError
-from ..modalities import grid_of
+from ..geo import grid_of, transformer
 from .index import normalized
 
 NO_LABEL = -1
@@ -81,11 +81,10 @@ def _as_mapping(examples) -> dict:
 
 def _centroid(embeddings, grid, label, places, crs) -> np.ndarray:
     import shapely
-    from pyproj import Transformer
     from shapely.geometry import shape
     from shapely.ops import transform
 
-    project = Transformer.from_crs(crs, grid.crs, always_xy=True).transform
+    project = transformer(crs, grid.crs).transform
     rows, cols = [], []
     inverse = ~grid.transform
     for place in places:

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..arguments import whole_number
 from ..errors import ForeignStoreError, InputError, OptionError
+from ..geo import transformer
 from .index import VectorIndex
 
 META = "_export.json"  # "_" keeps it out of the GeoParquet dataset the folder is
@@ -245,10 +246,10 @@ def _as_geometry(query, array):
 
 
 def _to_export_crs(geometry, crs: str, target: str):
-    from pyproj import CRS, Transformer
+    from pyproj import CRS
     from shapely.ops import transform
 
     if CRS.from_user_input(crs) == CRS.from_user_input(target):
         return geometry
-    project = Transformer.from_crs(crs, target, always_xy=True).transform
+    project = transformer(crs, target).transform
     return transform(project, geometry)
