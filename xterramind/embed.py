@@ -11,7 +11,7 @@ import xarray as xr
 
 from .arguments import names, whole_number
 from .engine import check_model, lay_out, provenance
-from .errors import InputError
+from .errors import OptionError
 from .geo import georeferenced
 from .models.handle import TerraMindModel
 from .models.registry import token_spec
@@ -51,11 +51,11 @@ def prepare(
     ``check_input=False`` lets pass pixels far from 10 m and values that look like a unit mistake."""
     check_model(model)
     if merge not in ("mean", "max", "concat"):
-        raise InputError(f"merge must be 'mean', 'max' or 'concat' for a token grid, got {merge!r}")
+        raise OptionError(f"merge must be 'mean', 'max' or 'concat' for a token grid, got {merge!r}")
     depth = model.config.encoder_depth
     layer, seed = whole_number("layer", layer), whole_number("seed", seed)
     if not -depth <= layer < depth:
-        raise InputError(f"layer {layer} does not exist: {model.name} has {depth} encoder layers")
+        raise OptionError(f"layer {layer} does not exist: {model.name} has {depth} encoder layers")
     layout = lay_out(cube, model, modalities, tile_size=tile_size, overlap=overlap, chunks=chunks,
                      batch_size=batch_size, coords=coords, check_input=check_input)
     thinking = tuple(token_spec(name).name for name in names("tim", tim, "LULC"))

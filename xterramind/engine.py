@@ -17,7 +17,7 @@ import dask.array as da
 import numpy as np
 
 from .arguments import flag, whole_number
-from .errors import InputError, NoValidDataError
+from .errors import NoValidDataError, OptionError
 from .geo import grid_of
 from .grid import PixelGrid, Region, Tiling, default_chunk, regions
 from .modalities import ModalityInput, check_grid, check_units, resolve
@@ -47,7 +47,7 @@ class Layout:
 
 def check_model(model) -> None:
     if not isinstance(model, TerraMindModel):
-        raise InputError(f"model must come from xterramind.load_model(...), got {type(model).__name__}")
+        raise OptionError(f"model must come from xterramind.load_model(...), got {type(model).__name__}")
 
 
 def lay_out(cube, model: TerraMindModel, modalities=None, *, tile_size=None, overlap=32, chunks=None,

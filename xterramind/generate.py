@@ -15,7 +15,7 @@ import xarray as xr
 from . import products
 from .arguments import flag, names, number, whole_number
 from .engine import check_model, lay_out, provenance
-from .errors import InputError
+from .errors import InputError, OptionError
 from .facts import LULC_CLASSES, LULC_NODATA, TOKEN_NODATA
 from .models.handle import TerraMindModel
 from .models.registry import ModalitySpec, resolve_modality, token_spec
@@ -73,10 +73,10 @@ def generate(cube: xr.Dataset | xr.DataArray, targets: str | Sequence[str], mode
 def _targets(targets) -> list[ModalitySpec]:
     listed = names("targets", targets, "LULC")
     if not listed:
-        raise InputError("no targets: name what to generate, e.g. generate('LULC', model)")
+        raise OptionError("no targets: name what to generate, e.g. generate('LULC', model)")
     specs = [token_spec(name) for name in listed]
     if len({spec.name for spec in specs}) < len(specs):
-        raise InputError(f"targets repeat a modality: {listed}")
+        raise OptionError(f"targets repeat a modality: {listed}")
     return specs
 
 

@@ -256,7 +256,7 @@ def run(plan: Plan, source: Source, verb: str, model: TerraMindModel, store_path
         threads = sum(w["nthreads"] for w in active.scheduler_info()["workers"].values())
         width = max(4, 2 * threads) if in_flight is None else in_flight
         if width < 1:
-            raise InputError(f"in_flight must be at least 1, got {width}")
+            raise OptionError(f"in_flight must be at least 1, got {width}")
         root = store.open_run_root(path, zones, resume=resume, overwrite=overwrite, zarr_format=zarr_format)
         todo, skipped = _regions_to_do(plan, source, verb, model, root, options, zarr_format=zarr_format)
         todo = todo[:limit] if limit is not None else todo
@@ -320,9 +320,9 @@ def _recorder(report: RunReport, places: list):
 def _resources(client, gpu) -> dict | None:
     offered = [w.get("resources", {}).get("GPU", 0) for w in client.scheduler_info()["workers"].values()]
     if gpu not in ("auto", True, False):
-        raise InputError(f"gpu must be 'auto', True or False, got {gpu!r}")
+        raise OptionError(f"gpu must be 'auto', True or False, got {gpu!r}")
     if gpu is True and not any(offered):
-        raise InputError("gpu=True but no worker offers the GPU resource: start GPU workers with "
+        raise OptionError("gpu=True but no worker offers the GPU resource: start GPU workers with "
                          "`dask worker ... --resources GPU=1` (or dask-cuda), or pass gpu=False")
     return {"GPU": 1} if gpu is not False and any(offered) else None
 
@@ -505,7 +505,7 @@ def forecast(plan: Plan, source: Source, verb: str, model: TerraMindModel, *, ti
     given = tiles_per_second
     number = isinstance(given, int | float) and not isinstance(given, bool)
     if given is not None and not (number and 0 < given < math.inf):  # not True, "fast", nan
-        raise InputError(f"tiles_per_second must be a positive number of tiles per second, got {given!r}")
+        raise OptionError(f"tiles_per_second must be a positive number of tiles per second, got {given!r}")
     rows = []
     for zone in plan.zones:
         prepared = prepare_zone(zone, source, verb, model, options)

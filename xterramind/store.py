@@ -32,7 +32,7 @@ import rioxarray  # noqa: F401  (registers the .rio accessor this module uses)
 import xarray as xr
 import zarr
 
-from .errors import ForeignStoreError, InputError, MissingCRSError, StoreError, StoreExistsError
+from .errors import ForeignStoreError, InputError, MissingCRSError, OptionError, StoreError, StoreExistsError
 
 LEDGER = "xterramind"  # the group holding the fingerprint and the ``done`` ledger
 RUN_ATTR = "xterramind_run"  # on the root group of an area run's store: its zones (one store each)
@@ -80,7 +80,7 @@ def prepare(result: xr.DataArray | xr.Dataset, store: str | os.PathLike, *, resu
     """Write the template of ``result`` (metadata, coordinates and an empty ledger), or check that an
     existing store holds this very result and reuse it. Nothing of the result is computed."""
     if zarr_format not in (2, 3):
-        raise InputError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
+        raise OptionError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
     dataset = as_dataset(result)
     layout = BlockLayout.of(dataset)
     path = Path(store).expanduser()

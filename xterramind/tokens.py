@@ -12,7 +12,7 @@ import xarray as xr
 from . import products
 from .arguments import whole_number
 from .engine import check_model, lay_out, provenance
-from .errors import InputError
+from .errors import InputError, OptionError
 from .facts import TOKEN_NODATA
 from .geo import georeferenced, grid_of
 from .modalities import ModalityInput
@@ -39,7 +39,7 @@ def prepare_tokenize(cube, model: TerraMindModel, *, modality: str, tile_size=No
     spec = token_spec(modality)
     name = spec.name.removeprefix("tok_")
     if name not in {s.name for s in MODALITIES.values() if s.kind == "image"}:
-        raise InputError(f"tokenize reads {name} from a cube only for S2L2A, S1GRD, S1RTC and DEM; for {name} "
+        raise OptionError(f"tokenize reads {name} from a cube only for S2L2A, S1GRD, S1RTC and DEM; for {name} "
                          "tensors use model.tokenize()")
     layout = lay_out(cube, model, [name], tile_size=tile_size, overlap=overlap, chunks=chunks, batch_size=batch_size,
                      check_input=check_input)
