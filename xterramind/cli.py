@@ -288,7 +288,7 @@ a minimal area.yaml:
   area: [9.0, 45.0, 9.5, 45.5]            # west, south, east, north (degrees), or a GeoJSON file
   source: {stac: https://earth-search.aws.element84.com/v1, collections: [sentinel-2-l2a],
            modalities: [S2L2A], time: 2024-06-01/2024-08-31, composite: median}
-  verb: embed                             # embed | generate | tokenize
+  verb: embed                             # embed | generate | tokenize | detokenize
   model: terramind_v1_base
   output: area.zarr
   cluster: tcp://scheduler:8786           # leave out for a cluster on this machine

@@ -11,7 +11,7 @@ A YAML (or JSON) mapping; paths are relative to the file:
       composite: median
     # source: {cube: scene.zarr}        #   an opened cube (zarr or GeoTIFF): the run uses its own grid
     # source: {synthetic: {modalities: [S2L2A], land: [9.0, 45.0, 9.2, 45.5]}}
-    verb: embed                         # embed | generate | tokenize
+    verb: embed                         # embed | generate | tokenize | detokenize
     options: {batch_size: 64}           # the verb's options, e.g. {targets: [LULC], seed: 0} to generate
     model: terramind_v1_base
     weights: auto                       # auto | random | a checkpoint file
@@ -218,7 +218,8 @@ def _check_verb(path: Path, verb, options: dict) -> None:
         raise ConfigError(f"{path}: options: unknown {unknown} for verb: {verb}; its options are "
                           f"{runner.verb_options(verb)[1]}")
     if missing:
-        example = yaml.safe_dump({name: runner.EXAMPLES[name] for name in missing}, default_flow_style=True).strip()
+        example = yaml.safe_dump({name: runner.EXAMPLES.get(name, "...") for name in missing},
+                                 default_flow_style=True).strip()
         raise ConfigError(f"{path}: verb: {verb} needs options: {example} (or other values)")
 
 

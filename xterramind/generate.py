@@ -16,14 +16,13 @@ from . import products
 from .arguments import flag, names, number, whole_number
 from .engine import check_model, lay_out, provenance
 from .errors import InputError, OptionError
-from .facts import LULC_CLASSES, LULC_NODATA, TOKEN_NODATA
+from .facts import LULC_CLASSES, LULC_NODATA
 from .models.handle import TerraMindModel
 from .models.registry import ModalitySpec, resolve_modality, token_spec
 from .models.sampling import Sampling, tile_seed
-from .tokens import detokenize, tokenize
 from .verb import PIXELS, Prepared, Verb
 
-__all__ = ["GENERATE", "LULC_CLASSES", "LULC_NODATA", "TOKEN_NODATA", "detokenize", "generate", "prepare", "tokenize"]
+__all__ = ["GENERATE", "LULC_CLASSES", "LULC_NODATA", "generate", "prepare"]  # the constants: old import paths
 
 
 def prepare(

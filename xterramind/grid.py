@@ -2,8 +2,9 @@
 
 Everything is counted in tokens (one token = ``patch`` x ``patch`` pixels) along each axis. Tile
 origins lie on one lattice anchored at the grid's origin, every output token has exactly one owner
-tile (the one it is central in), and a region (an output chunk) only gathers the tiles that own its
-tokens. So results do not depend on how the input or the output is chunked.
+tile (the one it is central in), and a region (an output chunk) gathers the tiles that own its tokens
+(token outputs) or every tile overlapping it (``cover``: pixel outputs, blended). So results do not
+depend on how the input or the output is chunked.
 """
 
 from __future__ import annotations

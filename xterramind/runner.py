@@ -141,7 +141,7 @@ def verb_options(verb: str) -> tuple[list[str], list[str]]:
     """The options ``verb`` requires, and every option it takes, as ``run`` passes them (the plan sets ``PLANNED``).
 
     Raises:
-        InputError: an unknown verb.
+        OptionError: an unknown verb.
 
     Example:
         >>> verb_options("generate")[0]
@@ -177,7 +177,7 @@ def check_options(verb: str, options: dict) -> None:
     if unknown:
         raise OptionError(f"{verb} takes no option {unknown}; its options are {verb_options(verb)[1]}")
     if missing:
-        needs = " and ".join(f"the option {name}, e.g. {name}={EXAMPLES[name]!r}" for name in missing)
+        needs = " and ".join(f"the option {name}" + (f", e.g. {name}={EXAMPLES[name]!r}" if name in EXAMPLES else "") for name in missing)
         raise OptionError(f"{verb} needs {needs}")
 
 
