@@ -11,11 +11,11 @@ from pyproj import Transformer
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 import xterramind
-from xterramind.tiles import tile_centres
 from xterramind.errors import CheckpointError, InputError, WeightsUnavailableError
 from xterramind.grid import Tiling
 from xterramind.modalities import grid_of, resolve
 from xterramind.models.coords import coords_text
+from xterramind.tiles import tile_centres
 
 SPECIAL = ("[PAD]", "[UNK]", "[SOS]", "[EOS]", "[S_0]", "[S_1]", "[S_2]")
 

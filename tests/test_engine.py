@@ -1,178 +1,163 @@
-"""The engine on the bundled real scene: laziness, chunk invariance, georeferencing, nodata, time."""
+"""``xterramind.engine``: laying a cube's inputs on their tile lattice (``lay_out``), the lazy graph of one task
+per region (``lazy_blocks``), region windows and the provenance every result carries."""
 
+from types import SimpleNamespace
+
+import dask
+import dask.array as da
 import numpy as np
 import pytest
-import rioxarray  # noqa: F401
 import torch
 import xarray as xr
 
 import xterramind
 from xterramind import engine
-from xterramind.errors import InputError
-from xterramind.grid import AxisTiling, PixelGrid, Tiling, regions
-from xterramind.models import TerraMind
+from xterramind.engine import DEFAULT_BATCH, Layout, check_model, lay_out, lazy_blocks, provenance, window
+from xterramind.errors import InputError, NoValidDataError, OptionError
+from xterramind.geo import grid_of
+from xterramind.grid import default_chunk, regions
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    return xterramind.load_model("terramind_v1_tiny", weights="random", device="cpu", precision="fp32")
+def small(cube):
+    """24 x 24 tokens of the real scene, lazy: 2 x 2 regions of 12 tokens."""
+    return cube.isel(y=slice(0, 384), x=slice(0, 384))
 
 
-@pytest.fixture
-def forward_passes(monkeypatch):
-    """Counts the model's forward passes in this process."""
-    calls = []
-    original = TerraMind.encode
-
-    def counting(self, *args, **kwargs):
-        calls.append(1)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(TerraMind, "encode", counting)
-    return calls
-
-
-def test_embed_is_lazy_and_writing_runs_the_model(cube, micro, forward_passes, tmp_path):
-    result = cube.terramind.embed(micro)
-    assert forward_passes == [] and isinstance(result.data, __import__("dask").array.Array)
-    result.terramind.to_zarr(tmp_path / "out.zarr")
-    assert len(forward_passes) >= 1
-
-
-def test_result_is_the_same_for_any_chunking(cube, tiny):
-    reference = cube.terramind.embed(tiny).values
-    assert np.isfinite(reference).all()
-    for input_chunks, output_chunks in (({"y": 240, "x": 240}, 6), ({"y": 100, "x": 77}, 7), ({"y": 480, "x": 480}, 30)):
-        other = cube.chunk(input_chunks).terramind.embed(tiny, chunks=output_chunks).values
-        np.testing.assert_allclose(other, reference, atol=1e-5, rtol=0)
-
-
-def test_a_cube_of_exactly_one_tile_equals_a_direct_encode(cube, tiny):
-    tile = cube.isel(y=slice(16, 240), x=slice(32, 256))
-    result = tile.terramind.embed(tiny).values
-    pixels = torch.from_numpy(tile.values.astype(np.float32))[None]
-    from xterramind.modalities import resolve
-
-    order = [list(tile["band"].values).index(b) for b in resolve(tile)[0].spec.bands]
-    direct = tiny.encode({"S2L1C": tiny.normalize("S2L1C", pixels[:, order])}, layers=-1)
-    np.testing.assert_allclose(result, direct[0].T.reshape(192, 14, 14).numpy(), atol=1e-5, rtol=0)
-
-
-def test_output_grid_is_the_input_grid_coarsened_16_times(cube, micro):
-    result = cube.terramind.embed(micro)
-    assert result.dims == ("embedding", "y", "x") and result.name == "embeddings"
-    assert result.rio.crs == cube.rio.crs
-    source, out = cube.rio.transform(), result.rio.transform()
-    assert (out.a, out.e, out.c, out.f) == (source.a * 16, source.e * 16, source.c, source.f)
-    np.testing.assert_allclose(result.x.values[:2], source.c + source.a * 16 * np.array([0.5, 1.5]))
-    attrs = result.attrs
-    assert attrs["model"] == "terramind_micro" and attrs["weights"] == "random" and "random weights" in attrs["warning"]
-    assert attrs["modalities"] == ["S2L1C"] and attrs["xterramind_version"] == xterramind.__version__
-    assert {"tile_size", "overlap", "chunks", "layer", "seed"} <= set(attrs)
-
-
-def test_every_token_is_owned_by_exactly_one_tile():
-    for length in range(14, 80):
-        for stride in (14, 12, 10, 8):
-            axis = AxisTiling(length, 14, stride)
-            owned = axis.owned
-            assert owned[0, 0] == 0 and owned[-1, 1] == length and (owned[1:, 0] == owned[:-1, 1]).all()
-            assert (owned[:, 0] >= axis.origins).all() and (owned[:, 1] <= axis.origins + 14).all()
-
-
-def test_regions_that_are_multiples_of_the_stride_share_no_tile():
-    grid = PixelGrid("EPSG:32633", __import__("affine").Affine(10, 0, 0, 0, -10, 0), 4000, 3000)
-    tiling = Tiling(grid)
-    plan = regions(tiling, 120)
-    assert sum(r.tile_count for row in plan for r in row) == tiling.tile_count
-    ragged = regions(tiling, 128)
-    assert sum(r.tile_count for row in ragged for r in row) > tiling.tile_count  # works, with some tiles twice
-
-
-def test_nodata_tiles_are_skipped_and_empty_patches_are_nan(cube, micro, forward_passes):
-    values = cube.values.copy()
-    values[:, :224, :] = 0  # the top 14 token rows: nodata (0) in every band
-    values[:, 300:308, 100:108] = 0  # one small hole: its token keeps other valid pixels
-    holed = cube.copy(data=values).rio.write_nodata(0).chunk({"y": 240, "x": 240})
-    result = holed.terramind.embed(micro, chunks=12).values
-    assert np.isnan(result[:, :14]).all() and np.isfinite(result[:, 14:]).all()
-    full = cube.terramind.embed(micro, chunks=12)
-    forward_passes.clear()
-    _ = full.values
-    every = len(forward_passes)
-    forward_passes.clear()
-    _ = holed.terramind.embed(micro, chunks=12).values
-    assert len(forward_passes) < every  # the regions of nodata-only tiles ran no batch
-
-
-def test_time_steps_are_embedded_independently(cube, micro):
-    stack = xr.concat([cube, cube.isel(band=slice(None)).astype("float32") * 1.1], dim="time")
-    stack = stack.assign_coords(time=np.array(["2024-06-01", "2024-07-01"], dtype="datetime64[ns]"))
-    result = stack.terramind.embed(micro)
-    assert result.dims == ("time", "embedding", "y", "x") and result.sizes["time"] == 2
-    np.testing.assert_allclose(result.isel(time=0).values, cube.terramind.embed(micro).values, atol=1e-5)
-    assert not np.allclose(result.isel(time=1).values, result.isel(time=0).values)
-
-
-def test_datasets_with_earth_search_names_match_dataarrays(cube, micro):
-    names = {"B01": "coastal", "B02": "blue", "B03": "green", "B04": "red", "B05": "rededge1", "B06": "rededge2",
-             "B07": "rededge3", "B08": "nir", "B8A": "nir08", "B09": "nir09", "B11": "swir16", "B12": "swir22"}
-    dataset = xr.Dataset({alias: cube.sel(band=band, drop=True) for band, alias in reversed(names.items())})
-    dataset = dataset.rio.write_crs(cube.rio.crs)
-    result = dataset.terramind.embed(micro)
-    assert result.attrs["modalities"] == ["S2L2A"]  # no B10 (cirrus): L2A
-    expected = cube.drop_sel(band="B10").terramind.embed(micro)
-    np.testing.assert_allclose(result.values, expected.values, atol=1e-5)
-
-
-def test_a_second_modality_from_another_cube_on_the_same_grid(cube, micro):
-    s1 = xr.DataArray(
-        np.random.default_rng(0).normal(-15, 3, (2, 480, 480)).astype("float32"),
-        coords={"band": ["vv", "vh"], "y": cube.y, "x": cube.x}, dims=("band", "y", "x"),
-    ).rio.write_crs(cube.rio.crs)
-    both = cube.terramind.embed(micro, modalities={"S2L1C": None, "S1GRD": s1}, merge="concat")
-    assert both.sizes["embedding"] == 128 and both.attrs["modalities"] == ["S2L1C", "S1GRD"]
-    assert np.isfinite(both.values).all()
-
-
-def test_merge_and_layer_options(cube, micro):
-    last = cube.terramind.embed(micro, layer=-1).values
-    first = cube.terramind.embed(micro, layer=0).values
-    assert not np.allclose(first, last)
-    assert cube.terramind.embed(micro, layer=1).attrs["layer"] == 1
-
-
-def test_engine_default_batch_follows_the_device(micro):
-    assert engine.DEFAULT_BATCH[micro.device.type] == 8
-
-
-def test_a_cube_opened_from_zarr_in_a_fresh_process_embeds(cube, tmp_path):
-    """Nothing but xarray and xterramind imported: xterramind must bring rioxarray's .rio itself."""
-    import subprocess
-    import sys
-
-    cube.to_dataset().to_zarr(tmp_path / "cube.zarr", zarr_format=2, consolidated=False)
-    code = (
-        "import xarray as xr, xterramind\n"
-        f"cube = xr.open_zarr({str(tmp_path / 'cube.zarr')!r}, decode_coords='all', consolidated=False)['reflectance']\n"
-        "model = xterramind.load_model('terramind_micro', weights='random', device='cpu')\n"
-        "print(cube.terramind.embed(model).rio.crs.to_epsg())\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "32618"
+def test_lay_out_lays_tiles_and_regions_over_the_cubes_own_grid(cube, micro):
+    layout = lay_out(cube, micro)
+    assert isinstance(layout, Layout) and layout.tiling.grid.same_as(grid_of(cube, "cube"))
+    tiling = layout.tiling
+    assert (tiling.tile_size, tiling.overlap, tiling.patch) == (224, 32, 16)
+    assert layout.region_size == default_chunk(tiling) == 120 and layout.times is None and layout.time_coords() == {}
+    tiles = layout.tiles
+    assert tiles.modalities == ("S2L1C",) and len(tiles.nodata[0]) == 13 and tiles.tiling is tiling
+    assert (tiles.coords, tiles.check_input, tiles.token_input) == (False, True, False)
+    other = lay_out(cube, micro, tile_size=96, overlap=64, chunks=5, batch_size=2, check_input=False)
+    assert (other.tiling.tile_size, other.tiling.overlap, other.region_size) == (96, 64, 5)
+    assert other.tiles.batch_size == 2 and other.tiles.check_input is False
 
 
 def test_the_default_batch_is_chosen_where_the_task_runs(cube, micro):
-    """A CPU driver must not fix the batch of GPU workers: the plan leaves it to the task's device."""
-    from types import SimpleNamespace
-
-    from xterramind.engine import DEFAULT_BATCH, plan
-
-    tiles = plan(cube, micro).tiles
+    """A CPU driver must not fix the batch of GPU workers: the layout leaves it to the task's device."""
+    cuda = SimpleNamespace(device=torch.device("cuda"))
+    tiles = lay_out(cube, micro).tiles
+    assert engine.DEFAULT_BATCH is DEFAULT_BATCH and DEFAULT_BATCH[micro.device.type] == 8
     assert tiles.batch_size is None and tiles.batch_for(micro) == DEFAULT_BATCH["cpu"]
-    assert tiles.batch_for(SimpleNamespace(device=torch.device("cuda"))) == DEFAULT_BATCH["cuda"] > DEFAULT_BATCH["cpu"]
-    assert plan(cube, micro, batch_size=3).tiles.batch_for(SimpleNamespace(device=torch.device("cuda"))) == 3
-    for bad in (0, 2.5):
-        with pytest.raises(InputError, match="batch_size must be a whole number"):
-            plan(cube, micro, batch_size=bad)
+    assert tiles.batch_for(cuda) == DEFAULT_BATCH["cuda"] > DEFAULT_BATCH["cpu"]
+    assert lay_out(cube, micro, batch_size=3).tiles.batch_for(cuda) == 3
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("batch_size", 0, "batch_size must be a whole number of at least 1"),
+    ("batch_size", 2.5, "batch_size must be a whole number"),
+    ("tile_size", True, "tile_size must be a whole number"),
+    ("chunks", "12", "chunks must be a whole number"),
+    ("overlap", -32, "overlap must be a whole number of at least 0"),
+    ("coords", "no", "coords must be True or False"),
+    ("check_input", 1, "check_input must be True or False"),
+])
+def test_tiling_options_of_the_wrong_kind_are_refused_by_their_name(cube, micro, option, value, message):
+    with pytest.raises(OptionError, match=message):
+        lay_out(cube, micro, **{option: value})
+
+
+def test_a_model_not_loaded_by_xterramind_is_refused(cube):
+    for model in (object(), "terramind_micro", torch.nn.Linear(1, 1)):
+        with pytest.raises(InputError, match=r"model must come from xterramind.load_model\(...\)"):
+            check_model(model)
+        with pytest.raises(InputError, match="load_model"):
+            lay_out(cube, model)
+
+
+def test_pixels_in_degrees_are_refused(small, micro):
+    degrees = small.assign_coords(x=-75.6 + 1e-4 * np.arange(384), y=37.7 - 1e-4 * np.arange(384))
+    with pytest.raises(InputError, match="geographic CRS"):
+        lay_out(degrees.rio.write_crs("EPSG:4326", inplace=False), micro)
+
+
+def test_in_memory_input_is_checked_at_once_and_lazy_input_is_left_to_the_region_tasks(small, micro):
+    values = small.values
+    with pytest.raises(NoValidDataError, match="no valid pixel"):
+        lay_out(small.copy(data=np.full_like(values, np.nan, dtype=np.float32)), micro)
+    with pytest.raises(InputError, match="far too small for reflectance x 10000"):
+        lay_out(small.copy(data=values / 10000), micro)
+    lay_out(small.copy(data=values / 10000), micro, check_input=False)  # the check can be turned off
+    reads = []
+
+    def read(block):
+        reads.append(block.size)
+        return block
+
+    nan = small.copy(data=da.full(values.shape, np.nan, dtype=np.float32, chunks=128).map_blocks(
+        read, meta=np.array((), np.float32)))
+    assert lay_out(nan, micro).region_size == 120 and reads == []  # nothing read: the tasks check their windows
+    nan.isel(band=0, y=0, x=0).compute()
+    assert sum(reads) > 0  # (and reading is counted)
+
+
+def _stub_task(calls):
+    """A region task that records its windows and region and fills each output with the region's first token."""
+
+    def task(*windows, region):
+        calls.append(([w.shape for w in windows], region))
+        y, x = region.y.tokens[0], region.x.tokens[0]
+        return {"a": np.full((3, *region.shape), y, np.float32), "b": np.full(region.shape, x, np.int32),
+                "mean": np.full((1, *region.shape), float(windows[0].mean()), np.float32)}
+
+    return task
+
+
+OUTPUTS = {"a": (np.float32, (3,)), "b": (np.int32, ()), "mean": (np.float32, (1,))}
+
+
+def test_lazy_blocks_run_one_task_per_region_for_all_outputs_and_only_when_computed(small, micro):
+    layout, calls = lay_out(small, micro, chunks=12), []
+    arrays = lazy_blocks(layout, _stub_task(calls), OUTPUTS, cover=False)
+    assert calls == [] and set(arrays) == set(OUTPUTS)
+    assert arrays["a"].chunks == ((3,), (12, 12), (12, 12)) and arrays["b"].dtype == np.int32
+    a, b, _ = dask.compute(arrays["a"], arrays["b"], arrays["mean"], scheduler="sync")
+    expected = [region for row in regions(layout.tiling, 12) for region in row]
+    assert sorted((r.y.tokens, r.x.tokens) for _, r in calls) == sorted((r.y.tokens, r.x.tokens) for r in expected)
+    assert len(calls) == 4  # not once per output
+    for shapes, region in calls:  # each task gets its region's window: the region's tiles and no more
+        assert shapes == [(13, region.y.window[1] - region.y.window[0], region.x.window[1] - region.x.window[0])]
+    np.testing.assert_array_equal(a[0], np.repeat([0, 12], 12)[:, None] * np.ones((1, 24)))
+    np.testing.assert_array_equal(b, np.repeat([0, 12], 12)[None, :] * np.ones((24, 1)))
+    covering = lazy_blocks(layout, _stub_task([]), OUTPUTS, cover=True, scale=2)
+    assert covering["b"].chunks == ((24, 24), (24, 24))  # a block is the region x scale
+
+
+def test_each_time_step_is_a_region_task_of_its_own(small, micro):
+    stack = xr.concat([small, small * 2], dim="time").assign_coords(time=[1, 2])
+    layout, calls = lay_out(stack, micro, chunks=12), []
+    assert layout.times == 2 and list(layout.time_coords()["time"]) == [1, 2]
+    arrays = lazy_blocks(layout, _stub_task(calls), OUTPUTS, cover=False)
+    assert arrays["a"].chunks == ((1, 1), (3,), (12, 12), (12, 12))
+    mean = arrays["mean"].compute(scheduler="sync")
+    assert len(calls) == 8
+    np.testing.assert_allclose(mean[1], 2 * mean[0], rtol=1e-5)  # the second step's windows are the doubled ones
+
+
+def test_a_window_is_the_regions_tiles_in_elements_of_the_unit(small, micro):
+    layout = lay_out(small, micro, chunks=12)
+    region = regions(layout.tiling, 12)[1][0]
+    assert (region.y.window, region.x.window) == ((160, 384), (0, 224))
+    pixels = da.from_array(np.arange(2 * 384 * 384).reshape(2, 384, 384), chunks=100)
+    np.testing.assert_array_equal(window(pixels, region, None).compute(), pixels[:, 160:384, 0:224].compute())
+    stacked = da.stack([pixels, -pixels])
+    np.testing.assert_array_equal(window(stacked, region, 1).compute(), -pixels[:, 160:384, 0:224].compute())
+    tokens = da.from_array(np.arange(24 * 24).reshape(1, 24, 24))
+    np.testing.assert_array_equal(window(tokens, region, None, unit=16).compute(), tokens[:, 10:24, 0:14].compute())
+
+
+def test_every_result_carries_its_provenance(small, micro):
+    layout = lay_out(small, micro, chunks=12)
+    attrs = provenance(micro, ["S2L1C"], None, layout)
+    assert attrs["xterramind_version"] == xterramind.__version__ and attrs["model"] == "terramind_micro"
+    assert attrs["weights"] == micro.weights_id and attrs["modalities"] == ["S2L1C"] and attrs["seed"] == "none"
+    assert (attrs["tile_size"], attrs["overlap"], attrs["chunks"], attrs["patch_size"]) == (224, 32, 12, 16)
+    assert "random weights (seed 0)" in attrs["warning"]
+    bare = provenance(micro, ("S2L2A", "coords"), np.int64(3))
+    assert bare["seed"] == 3 and type(bare["seed"]) is int and "tile_size" not in bare
+    assert bare["modalities"] == ["S2L2A", "coords"]

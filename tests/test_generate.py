@@ -1,4 +1,5 @@
-"""Generation on the bundled real scene: determinism, chunk invariance, georeferencing, seams, tokens, TiM."""
+"""The ``generate`` verb on the bundled real scene: determinism, chunk invariance, georeferencing, seams, image
+targets, stores, its declaration and its errors (token verbs: test_tokens.py; Thinking-in-Modalities: test_embed.py)."""
 
 import numpy as np
 import pytest
@@ -7,11 +8,13 @@ import rioxarray  # noqa: F401
 import torch
 import xarray as xr
 
-from xterramind.errors import InputError, UnknownModalityError, XterramindError
+from tests.seams import boundaries, seam_excess
+from xterramind import generate
+from xterramind.errors import InputError, OptionError, UnknownModalityError, XterramindError
 from xterramind.grid import Tiling
 from xterramind.modalities import grid_of, resolve
 from xterramind.models.handle import TerraMindModel
-from xterramind.seams import boundaries, seam_excess
+from xterramind.verb import PIXELS
 
 
 def test_lulc_depends_only_on_the_seed(cube, micro, lulc):
@@ -78,29 +81,6 @@ def test_image_targets_chain_and_come_back_in_physical_units(cube, micro):
     assert (alone.LULC.values != out.LULC.values).mean() > 0.05  # LULC saw the generated S1GRD
 
 
-def test_tokens_round_trip_through_the_grids(cube, micro):
-    tokens = cube.terramind.tokenize("S2L2A", micro)
-    assert tokens.dtype == np.int32 and tokens.dims == ("y", "x") and tokens.shape == (30, 30)
-    assert tokens.rio.crs == cube.rio.crs and tokens.rio.transform().a == 160
-    values = tokens.values
-    assert values.min() >= 0 and values.max() < 15360
-    np.testing.assert_array_equal(cube.chunk({"y": 100, "x": 77}).terramind.tokenize("S2L2A", micro, chunks=7).values, values)
-    pixels = tokens.terramind.detokenize("S2L2A", micro, timesteps=1).compute()
-    assert pixels.S2L2A.shape == (12, 480, 480) and pixels.rio.transform() == cube.rio.transform()
-    lulc = (tokens % 4375).terramind.detokenize("LULC", micro).compute()
-    assert lulc.LULC.dtype == np.uint8 and np.isfinite(lulc.LULC_probability.values).all()
-
-
-def test_thinking_in_modalities_adds_generated_lulc_to_the_embedding(cube, micro):
-    plain = cube.terramind.embed(micro).values
-    thinking = cube.terramind.embed(micro, tim=["LULC"], seed=5)
-    assert thinking.attrs["tim"] == ["tok_LULC"] and thinking.attrs["seed"] == 5
-    values = thinking.values
-    assert not np.allclose(values, plain)
-    np.testing.assert_array_equal(cube.terramind.embed(micro, tim=["LULC"], seed=5, chunks=7).values, values)
-    assert not np.allclose(cube.terramind.embed(micro, tim=["LULC"], seed=6).values, values)
-
-
 def test_generated_stores_read_back_in_xarray_and_gdal(cube, micro, tmp_path):
     out = cube.terramind.generate("LULC", micro, seed=7, chunks=12)
     report = out.terramind.to_zarr(tmp_path / "lulc.zarr", zarr_format=2)
@@ -136,3 +116,30 @@ def test_a_target_that_is_already_an_input_is_refused(cube, micro):
     l2a = cube.drop_sel(band="B10")
     with pytest.raises(InputError, match="inputs already"):
         l2a.terramind.generate("S2L2A", micro)
+
+
+def test_prepare_declares_the_generate_verb_with_its_sampling_and_outputs(cube, micro):
+    prepared = generate.prepare(cube, micro, targets=["DEM", "LULC"], seed=3, top_k=5, top_p=0.5, temperature=0.7,
+                                timesteps=4, blend=False, chunks=7)
+    assert prepared.verb is generate.GENERATE and prepared.verb.stitch == PIXELS and prepared.cover
+    job = prepared.job
+    assert job.targets == ("tok_DEM", "tok_LULC") and (job.seed, job.blend) == (3, False)
+    assert (job.sampling.top_k, job.sampling.top_p, job.sampling.temperature, job.sampling.timesteps) == (5, 0.5, 0.7, 4)
+    assert set(prepared.outputs) == {"DEM", "LULC", "LULC_probability"} and prepared.scale == 16
+    result = prepared.lazy()
+    attrs = result.attrs
+    assert (attrs["top_k"], attrs["top_p"], attrs["temperature"], attrs["timesteps"], attrs["blend"]) == (5, 0.5, 0.7, 4, 0)
+    assert attrs["targets"] == ["DEM", "LULC"] and attrs["seed"] == 3 and attrs["chunks"] == 7
+    assert result.LULC.data.chunks == ((112,) * 4 + (32,),) * 2  # 7-token regions on the pixel grid
+    assert set(generate.generate(cube, "LULC", micro).data_vars) == {"LULC", "LULC_probability"}
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("top_k", -1, "top_k must be a whole number of at least 0"),
+    ("temperature", -0.5, "temperature must be a number of at least 0"),
+    ("seed", 1.5, "seed must be a whole number"),
+    ("blend", "yes", "blend must be True or False"),
+])
+def test_bad_sampling_options_are_refused_by_their_name(cube, micro, option, value, message):
+    with pytest.raises(OptionError, match=message):
+        generate.prepare(cube, micro, targets="LULC", **{option: value})

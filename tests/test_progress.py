@@ -3,11 +3,7 @@
 import io
 import sys
 
-import dask
-import pytest
-
 from xterramind import progress
-from xterramind.errors import Interrupted
 
 
 def test_quiet_when_output_is_not_interactive(monkeypatch):
@@ -27,50 +23,37 @@ def test_on_in_a_terminal_and_in_jupyter(monkeypatch):
 
     monkeypatch.setattr(sys, "stderr", Terminal())
     assert progress.wanted(None) is True
+    assert progress.wanted(False) is False  # asked for: always as asked
     monkeypatch.setattr(sys, "stderr", io.StringIO())
     monkeypatch.setitem(sys.modules, "ipykernel", object())
     assert progress.wanted(None) is True
 
 
 def test_environment_variable_forces_it(monkeypatch):
-    monkeypatch.setenv("XTERRAMIND_PROGRESS", "1")
-    assert progress.wanted(None) is True
-    monkeypatch.setenv("XTERRAMIND_PROGRESS", "0")
-    assert progress.wanted(None) is False
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    for value, wanted in (("1", True), ("yes", True), ("0", False), ("false", False), ("no", False), ("", False)):
+        monkeypatch.setenv("XTERRAMIND_PROGRESS", value)
+        assert progress.wanted(None) is wanted, value
 
 
-def test_run_counts_every_task_and_keeps_order(monkeypatch):
-    monkeypatch.setenv("XTERRAMIND_PROGRESS", "1")
+def test_the_bar_counts_regions_under_its_description(monkeypatch):
+    monkeypatch.delenv("XTERRAMIND_PROGRESS", raising=False)
     captured = io.StringIO()
     monkeypatch.setattr(sys, "stderr", captured)
-    jobs = [progress.Job((dask.delayed(lambda i: i * i)(i),)) for i in range(7)]
-    assert progress.run(jobs, "squares") == [i * i for i in range(7)]
-    assert "squares" in captured.getvalue() and "7/7" in captured.getvalue()
+    with progress.bar(3, "writing out.zarr", True) as bar:
+        assert (bar.total, bar.desc, bar.unit, bar.disable) == (3, "writing out.zarr", "region", False)
+        for _ in range(3):
+            bar.update(1)
+    shown = captured.getvalue()
+    assert "writing out.zarr" in shown and "3/3" in shown and "region" in shown
 
 
-def test_a_job_computes_its_parts_together_and_hands_them_on():
-    calls = []
-    shared = dask.delayed(lambda: calls.append(1) or {"a": 1, "b": 2}, pure=True)()
-    parts = (dask.delayed(lambda d: d["a"])(shared), dask.delayed(lambda d: d["b"])(shared))
-    assert progress.run([progress.Job(parts, lambda a, b: a + b)], "sum", progress=False) == [3]
-    assert calls == [1]  # what the parts share ran once
-
-
-def test_only_a_few_jobs_are_in_flight_and_an_interrupt_says_how_far_it_got(monkeypatch):
-    import threading
-
-    started, gate = [], threading.Event()
-
-    def job(i):
-        started.append(i)
-        if i == 0:
-            raise KeyboardInterrupt  # as if Ctrl-C reached the loop while job 1 still runs (it waits for the gate)
-        gate.wait(5)
-        return i
-
-    monkeypatch.setattr(progress, "local_threads", lambda: 2)
-    jobs = [progress.Job((dask.delayed(job)(i),)) for i in range(10)]
-    threading.Timer(0.5, gate.set).start()
-    with pytest.raises(Interrupted, match=r"interrupted after \d of 10 regions; run the same call again"):
-        progress.run(jobs, "writing", progress=False)
-    assert len(started) <= 4  # never all ten
+def test_the_bar_shows_nothing_where_it_is_not_wanted(monkeypatch):
+    monkeypatch.setenv("XTERRAMIND_PROGRESS", "0")
+    captured = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", captured)
+    for asked in (None, False):
+        with progress.bar(2, "writing", asked) as bar:
+            bar.update(2)
+        assert bar.disable is True
+    assert captured.getvalue() == ""

@@ -1,14 +1,18 @@
 """Properties of the tile lattice and of stitching that hold for every grid, tile size, overlap and chunking
 (hypothesis, in the manner of flox's tests/test_properties.py): each checked against a token-by-token count."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 from tests.strategies import PATCH, axis_tilings, chunks, tilings
-from xterramind.engine import Tiles, crop_to_region, empty_tokens, tiles_with_data
 from xterramind.grid import AxisSpan, AxisTiling, Tiling, region_at, region_counts, regions
+from xterramind.tiles import Tiles, crop_to_region, empty_tokens, tiles_with_data
+from xterramind.verb import PIXELS, TOKENS, Verb, numpy_blocks, run_region
 
 # deterministic (the same examples on every run and machine), nothing written to disk, no timing
 settings.register_profile("xterramind", derandomize=True, database=None, deadline=None, max_examples=60)
@@ -161,6 +165,24 @@ def test_regions_partition_the_token_grid_and_gather_their_tiles_inside_their_wi
     assert (covered == 1).all()
 
 
+@given(tiling=tilings(), multiple=st.integers(1, 4))
+def test_owning_regions_a_multiple_of_the_stride_wide_run_each_tile_of_one_lattice_range_once(tiling, multiple):
+    """What ``default_chunk`` relies on: a lattice range never straddles such regions, so a tile owning one range is
+    run by one region. Edge tiles merged into one origin own several ranges and may be run by several."""
+    chunk = multiple * tiling.rows.stride
+    uses = np.zeros((len(tiling.rows.origins), len(tiling.cols.origins)), int)
+    for row in regions(tiling, chunk):
+        for region in row:
+            uses[np.ix_(region.y.indices, region.x.indices)] += 1
+
+    def regions_meeting(axis: AxisTiling) -> np.ndarray:  # per tile: regions along the axis meeting its owned range
+        return np.array([(stop - 1) // chunk - start // chunk + 1 for start, stop in axis.owned])
+
+    np.testing.assert_array_equal(uses, np.outer(regions_meeting(tiling.rows), regions_meeting(tiling.cols)))
+    one_range = np.outer(*(axis.owned[:, 1] - axis.owned[:, 0] <= axis.stride for axis in (tiling.rows, tiling.cols)))
+    assert (uses[one_range] == 1).all(), uses
+
+
 def _tiles(tiling: Tiling) -> Tiles:
     return Tiles(("S2L2A",), ((None,),), tiling, None)
 
@@ -198,10 +220,10 @@ def test_a_regions_tiles_with_data_are_cut_from_its_window_and_fill_its_block(ca
         for corner, side in zip(ref.window_origin, valid.shape, strict=True):
             assert corner >= 0 and (corner + tile) * PATCH <= side  # the tile is cut from the window
         assert (tiling.rows.origins[ref.index[0]], tiling.cols.origins[ref.index[1]]) == ref.origin
-        for source, target, origin, start in zip(ref.source, ref.target, ref.origin, starts, strict=True):
-            assert 0 <= source.start < source.stop <= tile  # tokens of the tile, put at the same global place
-            assert (source.start + origin, source.stop + origin) == (target.start + start, target.stop + start)
-        given_tokens[ref.target] += 1
+        for part, place, origin, start in zip(ref.part, ref.place, ref.origin, starts, strict=True):
+            assert 0 <= part.start < part.stop <= tile  # tokens of the tile, put at the same global place
+            assert (part.start + origin, part.stop + origin) == (place.start + start, place.stop + start)
+        given_tokens[ref.place] += 1
     if valid.all():  # every token from one owner tile; with ``cover``, from every tile overlapping it
         assert (given_tokens >= 1).all() if cover else (given_tokens == 1).all()
 
@@ -301,15 +323,97 @@ def test_the_weights_a_region_gathers_are_the_lattices_whichever_region_asks(cas
             window = (region.y.window[1] - region.y.window[0], region.x.window[1] - region.x.window[0])
             summed = np.zeros(shape)
             for ref in tiles_with_data(region, np.ones(window, bool), _tiles(tiling)):
-                (sy, sx), target = ref.pixels(ref.source, PATCH), ref.pixels(ref.target, PATCH)
-                summed[target] += np.outer(weight_y[ref.index[0], sy], weight_x[ref.index[1], sx])
+                (sy, sx), place = ref.pixels(ref.part, PATCH), ref.pixels(ref.place, PATCH)
+                summed[place] += np.outer(weight_y[ref.index[0], sy], weight_x[ref.index[1], sx])
             (y0, y1), (x0, x1) = (np.array(span.tokens) * PATCH for span in (region.y, region.x))
             np.testing.assert_allclose(summed, np.outer(total_y[y0:y1], total_x[x0:x1]), rtol=0, atol=1e-12)
             if not blend:
                 np.testing.assert_array_equal(summed, 1.0)  # one tile per pixel
 
 
-# -- 4. chunking never changes values (the real engine and the micro model) ------------------------------
+# -- 4. chunking never changes values ---------------------------------------------------------------------
+
+STUB_MODEL = SimpleNamespace(device=torch.device("cpu"), normalize=lambda name, x: x)  # what run_region asks of one
+
+
+def _tile_code(ref) -> float:
+    return float(ref.origin[0] * 1000 + ref.origin[1])
+
+
+def _stub_kernel(job, model, inputs, batch):
+    """Outputs that say which tile gave them: tokens, the tile's code plus each token's place in the tile (so a token
+    from another tile, or from another place, shows); pixels, the input plus the tile's code (so blending shows)."""
+    side = job.tiles.tile_tokens
+    codes = torch.tensor([_tile_code(ref) for ref in batch], dtype=torch.float64)
+    if job.pixels:
+        return {"value": inputs["X"].double() + codes[:, None, None, None]}
+    places = torch.arange(side * side, dtype=torch.float64).reshape(side, side) / 1e4
+    return {"value": codes[:, None, None] + places}
+
+
+STUB_VERBS = {
+    False: Verb("tokens", None, _stub_kernel, TOKENS, lambda job: {"blocks": {"value": (torch.float64, (), np.nan)}},
+                numpy_blocks),
+    True: Verb("pixels", None, _stub_kernel, PIXELS, lambda job: {"channels": {"value": 1}},
+               lambda job, model, result: {"value": result[0]["value"].numpy()}),
+}
+
+
+def _stub_map(tiling: Tiling, pixels: np.ndarray, chunk: int, blend: bool, batch: int) -> np.ndarray:
+    """The whole grid's output of a stub verb run region by region, as the lazy graph would."""
+    verb = STUB_VERBS[blend]
+    job = SimpleNamespace(tiles=Tiles(("X",), ((None,),), tiling, batch, check_input=False), pixels=blend)
+    scale = PATCH if blend else 1
+    out = np.full((tiling.tokens.height * scale, tiling.tokens.width * scale), -1.0)
+    for row in regions(tiling, chunk, cover=verb.cover):
+        for region in row:
+            (wy0, wy1), (wx0, wx1) = region.y.window, region.x.window
+            block = run_region(pixels[:, wy0:wy1, wx0:wx1], region=region, verb=verb, job=job, model=STUB_MODEL)
+            (y0, y1), (x0, x1) = (np.array(span.tokens) * scale for span in (region.y, region.x))
+            out[y0:y1, x0:x1] = block["value"].squeeze(0) if blend else block["value"]
+    return out
+
+
+@st.composite
+def stub_cases(draw):
+    """A small tiling, two region sizes, a batch size, and pixels with a rectangle of nodata."""
+    tiling = draw(tilings(max_extra=12))
+    side = max(tiling.tokens.shape)
+    first, second = draw(chunks(tiling.rows.stride, side)), draw(chunks(tiling.rows.stride, side))
+    height, width = tiling.grid.shape
+    pixels = np.random.default_rng(draw(st.integers(0, 2**16))).random((1, height, width)).astype(np.float32)
+    y0, x0 = draw(st.integers(0, height - 1)), draw(st.integers(0, width - 1))
+    pixels[:, y0 : draw(st.integers(y0, height)), x0 : draw(st.integers(x0, width))] = np.nan
+    return tiling, pixels, first, second, draw(st.integers(1, 5))
+
+
+@given(case=stub_cases())
+@settings(max_examples=25)
+def test_every_token_comes_from_its_owner_tile_whatever_the_region_size(case):
+    tiling, pixels, first, second, batch = case
+    tokens = _stub_map(tiling, pixels, first, False, batch)
+    np.testing.assert_array_equal(_stub_map(tiling, pixels, second, False, batch + 1), tokens)
+    rows, cols = tiling.rows, tiling.cols
+    height, width = tiling.tokens.shape
+    valid = np.isfinite(pixels[0, : height * PATCH, : width * PATCH]).reshape(height, PATCH, width, PATCH).any(axis=(1, 3))
+    for y, x in np.ndindex(height, width):
+        (iy,), (ix,) = rows.tiles_owning(y, y + 1), cols.tiles_owning(x, x + 1)
+        oy, ox = rows.origins[iy], cols.origins[ix]
+        expected = oy * 1000 + ox + ((y - oy) * rows.tile + (x - ox)) / 1e4 if valid[y, x] else np.nan
+        np.testing.assert_equal(tokens[y, x], expected, err_msg=f"token {(y, x)}")
+
+
+@given(case=stub_cases())
+@settings(max_examples=10)
+def test_blended_pixels_do_not_depend_on_the_region_size(case):
+    tiling, pixels, first, second, batch = case
+    blended = _stub_map(tiling, pixels, first, True, batch)
+    np.testing.assert_allclose(_stub_map(tiling, pixels, second, True, batch + 1), blended, rtol=0, atol=1e-9)
+    height, width = blended.shape
+    assert (np.isnan(blended) == np.isnan(pixels[0, :height, :width])).all()  # NaN exactly where the input was
+
+
+# -- 5. chunking never changes values (the real engine and the micro model) ------------------------------
 
 
 @pytest.fixture(scope="module")

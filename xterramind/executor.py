@@ -135,9 +135,21 @@ def _timed(function: Callable, previous, after: str):
     return value, (*seconds, time.perf_counter() - started), (*workers, worker_address())
 
 
+def _stages(job: Job) -> tuple:
+    """The job's stages; one that ends with a ``Compute`` gets a stage handing on its values, so that a job's
+    value is the same tuple here and on a cluster."""
+    return (*job.stages, Stage(tuple)) if isinstance(job.stages[-1], Compute) else job.stages
+
+
+def _done(job: Job, carried) -> Done:
+    """The job's ``Done`` from its last stage's ``(value, seconds, workers)``; the stage ``_stages`` added is not
+    timed."""
+    return Done(carried[0], (), ()) if isinstance(job.stages[-1], Compute) else Done(*carried)
+
+
 def _run_here(job: Job, retries: int) -> Done:
     carried, after = None, FIRST
-    for stage in job.stages:
+    for stage in _stages(job):
         for attempt in range(retries + 1):
             try:
                 if isinstance(stage, Compute):
@@ -148,7 +160,7 @@ def _run_here(job: Job, retries: int) -> Done:
             except Exception:
                 if attempt == retries:
                     raise
-    return Done(*carried) if after == STAGED else Done(carried, (), ())
+    return _done(job, carried)
 
 
 def _here(jobs: Sequence[Job], width: int, retries: int, keep_going: bool, record) -> None:
@@ -191,7 +203,7 @@ def _on_cluster(client, jobs: Sequence[Job], width: int, retries: int, keep_goin
     run_id = uuid.uuid4().hex[:8]
     pending = iter(enumerate(jobs))
     held = {}  # last future -> (every future of the job, its index)
-    finished = as_completed()
+    finished = as_completed(loop=client.loop)  # the client given, which need not be the current one
 
     def submit() -> None:
         item = next(pending, None)
@@ -199,27 +211,27 @@ def _on_cluster(client, jobs: Sequence[Job], width: int, retries: int, keep_goin
             return
         index, job = item
         futures, previous, after = [], None, FIRST
-        for number, stage in enumerate(job.stages):
+        for number, stage in enumerate(_stages(job)):
             if isinstance(stage, Compute):
-                previous, after = client.compute(list(stage.collections)), COMPUTED
+                previous, after = client.compute(list(stage.collections), retries=retries), COMPUTED
                 futures += previous
             else:
                 previous = client.submit(_timed, stage.function, previous, after, pure=False, retries=retries,
-                                         resources=stage.resources, key=f"xterramind-{job.name}-{number}-{run_id}")
+                                         resources=stage.resources,
+                                         key=f"xterramind-{job.name}-{index}.{number}-{run_id}")
                 after = STAGED
                 futures.append(previous)
-        last = futures[-1]
-        held[last] = (futures, index, after)
-        finished.add(last)
+        held[previous] = (futures, index, job)
+        finished.add(previous)
 
     for _ in range(width):
         submit()
     try:
         for future in finished:
-            futures, index, after = held.pop(future)
+            futures, index, job = held.pop(future)
             outcome = _outcome(future, keep_going)
             if not isinstance(outcome, Exception):
-                outcome = Done(*outcome) if after == STAGED else Done(outcome, (), ())
+                outcome = _done(job, outcome)
             for done in futures:  # the scheduler forgets them before the next job goes out
                 done.release()
             record(index, outcome)

@@ -93,7 +93,8 @@ def write_stage(modelled, *, work: RegionWork, index) -> tuple[bool, int]:
     if blocks is None:
         store.mark_empty(work.template, index)
         return False, 0
-    return work.template.write([blocks[name] for name in work.template.layout.variables], index), tiles
+    date = (None,) * (len(index) == 3)  # a result with time: the block of one date
+    return work.template.write([blocks[name][date] for name in work.template.layout.variables], index), tiles
 
 
 def region_job(work: RegionWork, index, read, *, resources=None, name: str = "region") -> executor.Job:

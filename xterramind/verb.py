@@ -108,7 +108,7 @@ class Prepared:
     def lazy(self) -> xr.DataArray | xr.Dataset:
         result = self.assemble(lazy_blocks(self.layout, self.task, self.outputs, cover=self.cover, scale=self.scale))
         for variable in (result.data_vars.values() if isinstance(result, xr.Dataset) else [result]):
-            variable.encoding[PREPARED] = Behind(self, variable.data.name)  # so to_zarr can run its stages itself
+            variable.encoding[PREPARED] = Behind(self, variable.name, variable.data.name)  # to_zarr runs its stages
         return result
 
     def placeholder(self) -> xr.DataArray | xr.Dataset:
@@ -124,11 +124,11 @@ class Prepared:
 
 
 class Behind:
-    """The prepared verb behind a lazy result's variable, and the dask name its data had. Copies share it, and it
-    pickles to nothing: a result sent elsewhere is written block by block, as any lazy result is."""
+    """The prepared verb behind a lazy result's variable, the output it is, and the dask name its data had. Copies
+    share it, and it pickles to nothing: a result sent elsewhere is written block by block, as any lazy result is."""
 
-    def __init__(self, prepared: Prepared | None, name: str | None):
-        self.prepared, self.name = prepared, name
+    def __init__(self, prepared: Prepared | None, output: str | None, name: str | None):
+        self.prepared, self.output, self.name = prepared, output, name
 
     def __copy__(self) -> Behind:
         return self
@@ -137,7 +137,7 @@ class Behind:
         return self
 
     def __reduce__(self):
-        return Behind, (None, None)
+        return Behind, (None, None, None)
 
     def __repr__(self) -> str:
         return f"<xterramind {self.prepared.verb.name if self.prepared else 'nothing'} behind {self.name}>"
@@ -145,12 +145,13 @@ class Behind:
 
 def prepared_behind(result: xr.DataArray | xr.Dataset) -> Prepared | None:
     """The prepared verb whose untouched lazy result this is (every variable's data as ``lazy()`` made it, under
-    its own name), else None: ``to_zarr`` then runs its region stages, not the dask graph."""
+    its output's own name; some outputs may be left out), else None: ``to_zarr`` then runs its region stages,
+    not the dask graph."""
     variables = list(result.data_vars.values()) if isinstance(result, xr.Dataset) else [result]
     entries = [var.encoding.get(PREPARED) for var in variables]
     if not variables or not all(isinstance(entry, Behind) and entry.prepared for entry in entries):
         return None
     prepared = entries[0].prepared
     untouched = all(entry.prepared is prepared and isinstance(var.data, da.Array) and var.data.name == entry.name
-                    and var.name in prepared.outputs for var, entry in zip(variables, entries, strict=True))
+                    and var.name == entry.output for var, entry in zip(variables, entries, strict=True))
     return prepared if untouched else None
