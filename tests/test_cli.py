@@ -170,12 +170,12 @@ def test_ctrl_c_says_how_far_it_got_in_the_command_line_s_words(monkeypatch, cap
     def interrupted(args):
         raise Interrupted("writing lulc.zarr: interrupted after 3 of 9 regions; run the same call again to resume")
 
-    monkeypatch.setattr(cli, "run", interrupted)
+    monkeypatch.setattr(cli, "run_config", interrupted)
     assert cli.main(["run", "area.yaml"]) == 130
     err = capsys.readouterr().err
     assert err == ("xterramind: writing lulc.zarr: interrupted after 3 of 9 regions; run the same command again "
                    "to resume\n")
-    monkeypatch.setattr(cli, "run", lambda args: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(cli, "run_config", lambda args: (_ for _ in ()).throw(KeyboardInterrupt))
     assert cli.main(["run", "area.yaml"]) == 130
     assert capsys.readouterr().err == "xterramind: interrupted\n"
 

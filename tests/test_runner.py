@@ -16,6 +16,7 @@ import rasterio
 import xarray as xr
 import yaml
 import zarr
+from affine import Affine
 from distributed import Client, Nanny, Scheduler, SpecCluster
 
 import xterramind
@@ -216,6 +217,25 @@ def _config(folder: Path, scheduler: str, **extra) -> Path:
     path = folder / "run.yaml"
     path.write_text(yaml.safe_dump(settings))
     return path
+
+
+def test_a_run_file_detokenizes_the_store_another_run_file_tokenized(client, tmp_path, monkeypatch):
+    """``xterramind run`` with ``verb: detokenize`` and ``source: {cube: tokens.zarr}`` plans on the pixels the
+    token grid decodes to and writes them: the command line's way to all four verbs."""
+    from xterramind import cli
+
+    monkeypatch.chdir(tmp_path)
+    scheduler = client.scheduler.address
+    tokenize = _config(tmp_path, scheduler, verb="tokenize", options={"modality": "S2L2A"}, output="tokens.zarr")
+    assert cli.main(["run", str(tokenize)]) == 0
+    detokenize = _config(tmp_path, scheduler, verb="detokenize", source={"cube": "tokens.zarr"},
+                         options={"modality": "S2L2A", "timesteps": 1, "seed": 4}, output="pixels.zarr")
+    assert cli.main(["run", str(detokenize)]) == 0
+    tokens, pixels = xterramind.open(tmp_path / "tokens.zarr"), xterramind.open(tmp_path / "pixels.zarr")
+    assert pixels.S2L2A.shape[1:] == tuple(16 * side for side in tokens.shape)
+    assert pixels.rio.transform() == tokens.rio.transform() * Affine.scale(1 / 16) and pixels.rio.crs == tokens.rio.crs
+    sea = (tokens.values < 0).repeat(16, 0).repeat(16, 1)
+    assert np.isnan(pixels.S2L2A.values[:, sea]).all() and np.isfinite(pixels.S2L2A.values[:, ~sea]).all()
 
 
 def _command(config: Path, *options) -> list[str]:

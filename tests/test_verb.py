@@ -160,3 +160,18 @@ def test_a_variable_renamed_to_another_outputs_name_is_not_that_output(small, mi
     assert prepared_behind(lulc.drop_vars("LULC").rename({"LULC_probability": "LULC"})) is None
     images = generate.prepare(small, micro, targets=["S1GRD", "S1RTC"], chunks=12).lazy()
     assert prepared_behind(images.rename({"S1GRD": "S1RTC", "S1RTC": "S1GRD"})) is None
+
+
+def test_a_lazy_result_copies_cheaply_and_pickles_without_its_prepared_verb(small, micro):
+    """The prepared verb rides in the variables' encoding: copies (deep ones too) share it rather than copy the
+    cube behind it, and a pickled result (sent to another process) comes back as any lazy result, written
+    block by block, with the same values."""
+    import copy
+
+    lazy = small.terramind.embed(micro, chunks=12)
+    prepared = prepared_behind(lazy)
+    assert prepared_behind(lazy.copy(deep=True)) is prepared and prepared_behind(copy.deepcopy(lazy)) is prepared
+    assert copy.deepcopy(lazy).encoding["xterramind_prepared"] is lazy.encoding["xterramind_prepared"]
+    unpickled = pickle.loads(pickle.dumps(lazy))
+    assert prepared_behind(unpickled) is None
+    np.testing.assert_array_equal(unpickled.values, lazy.values)

@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .arguments import nearest, unknown
-from .errors import ConfigError, OptionError, UnknownModelError
-from .store import DEFAULT_ZARR_FORMAT
+from .errors import ConfigError, ForeignStoreError, OptionError, StoreError, UnknownModelError
+from .store import DEFAULT_ZARR_FORMAT, open_result
 
 KEYS = {"area", "source", "verb", "options", "model", "weights", "device", "precision", "output", "cluster",
         "resolution", "region", "in_flight", "gpu", "zarr_format"}
@@ -305,15 +305,16 @@ def _check_source(path: Path, source: dict, kind: str) -> None:
 def _open_cube(path: Path):
     import rasterio
     import rioxarray
-    import xarray as xr
     import zarr
 
     if not path.exists():
         raise ConfigError(f"source: {{cube: ...}}: no cube at {path}")
     try:
-        if path.is_dir():
-            return xr.open_zarr(path, decode_coords="all")
+        if path.is_dir():  # as xterramind.open: a store of xterramind's as the result written (tokens: a token grid)
+            return open_result(path)
         return rioxarray.open_rasterio(path, chunks={"band": -1, "y": 2048, "x": 2048})
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError,
-            rasterio.errors.RasterioIOError):
+            rasterio.errors.RasterioIOError, ForeignStoreError):
         raise ConfigError(f"source: {{cube: ...}}: {path} is neither a zarr store nor a raster file (GeoTIFF)") from None
+    except StoreError as error:  # an area run of several zones: which one is not said
+        raise ConfigError(f"source: {{cube: ...}}: {error}") from None

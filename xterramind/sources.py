@@ -122,6 +122,8 @@ class CubeSource:
     @property
     def grid(self) -> PixelGrid:
         """The cube's pixel grid, as the verbs read it (that of its modalities): the grid to plan on (``plan_grid``).
+        A token grid (integer ids on ``(y, x)``, what ``tokenize`` writes; ``detokenize`` reads it) plans on the
+        pixels it decodes to, ``patch_size`` (16) finer.
 
         Example:
             >>> plan = plan_grid(CubeSource(cube).grid, region=24)
@@ -129,7 +131,10 @@ class CubeSource:
         from .geo import grid_of
         from .modalities import resolve
 
-        first = resolve(self.cube)[0]
+        cube = self.cube
+        if isinstance(cube, xr.DataArray) and np.issubdtype(cube.dtype, np.integer) and set(cube.dims) == {"y", "x"}:
+            return grid_of(cube, "the token grid").refined(int(cube.attrs.get("patch_size", 16)))
+        first = resolve(cube)[0]
         return grid_of(first.data, first.spec.name)
 
     def prototype(self, grid: PixelGrid):
