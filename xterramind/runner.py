@@ -38,7 +38,7 @@ import xarray as xr
 from . import executor, store
 from .arguments import keywords, unknown, whole_number
 from .engine import check_model
-from .errors import GridMismatchError, InputError, OptionError
+from .errors import GridMismatchError, InputError, NoValidDataError, OptionError
 from .grid import PixelGrid
 from .models.handle import TerraMindModel
 from .pipeline import VERBS, RegionWork, SourceReader, model_stage, region_job
@@ -528,8 +528,9 @@ def measure_tiles_per_second(zone: Zone, source: Source, verb: str, model: Terra
 
     The trial region is like one of ``zone``'s inner regions, or where those are larger, a square of whole tile strides
     holding at least ``MEASURE_BATCHES`` full batches: the device gets the batches of the run, not a handful of
-    tiles whose fixed costs dominate. It runs once to warm up (the weights load, the device settles on the
-    batch shapes), then again until ``seconds`` of model time are timed; tiles are counted as ``run`` counts them.
+    tiles whose fixed costs dominate (a token input, detokenize, is timed on the first region of ``source`` that
+    holds data: there are no synthetic tokens). It runs once to warm up (the weights load, the device settles on
+    the batch shapes), then again until ``seconds`` of model time are timed; tiles are counted as ``run`` counts them.
 
     Args:
         zone: the zone whose tiling and region size to time (every zone of a plan has the same).
@@ -545,31 +546,48 @@ def measure_tiles_per_second(zone: Zone, source: Source, verb: str, model: Terra
     Example:
         >>> rate, measured_on = measure_tiles_per_second(plan.zones[0], source, "embed", model, batch_size=16)
     """
-    tiles_of_run = prepare_zone(zone, source, verb, model, options).layout.tiles
-    # a token input (detokenize) is read from the run's own source: there are no synthetic tokens
-    synthetic = source if tiles_of_run.token_input else SyntheticSource(tiles_of_run.modalities)
-    if not tiles_of_run.token_input:
-        options = {k: v for k, v in options.items() if k != "modalities"}  # the synthetic cube holds just those
+    prepared = prepare_zone(zone, source, verb, model, options)
+    if prepared.layout.tiles.token_input:  # there are no synthetic tokens: a region of the source with data
+        work, index, windows = _first_with_data(zone, source, prepared, options)
+    else:
+        work, index, windows = _trial_region(zone, verb, model, prepared.layout.tiles.modalities, options)
+    model_stage(windows, work=work, index=index)  # the warm-up
+    tiles, spent = 0, 0.0
+    while not tiles or spent < seconds:
+        started = time.perf_counter()
+        count = model_stage(windows, work=work, index=index)[1]
+        tiles, spent = tiles + count, spent + time.perf_counter() - started
+    return tiles / spent, (f"measured: {model.name} on {model.device.type}, {model.precision}, {tiles:,} tiles in "
+                           f"{spent:.1f} s, regions of {count:,} tiles")
+
+
+def _trial_region(zone: Zone, verb: str, model: TerraMindModel, modalities, options: dict):
+    """The middle of 3 x 3 regions of synthetic pixels like one of ``zone``'s inner regions (or where those are
+    larger, of ``MEASURE_BATCHES`` full batches): neighbours on every side, so a verb that covers its region with
+    the tiles overlapping it (generate) gets as many as a run's inner regions do. ``(work, index, windows)``."""
+    synthetic = SyntheticSource(modalities)
+    options = {k: v for k, v in options.items() if k != "modalities"}  # the synthetic cube holds just those
     batch = prepare_zone(zone, synthetic, verb, model, options).layout.tiles.batch_for(model)
     tiling = zone.tiling
     stride, tile = tiling.rows.stride, tiling.tile_size // tiling.patch
     side = min(zone.region_size, max(math.ceil(math.sqrt(MEASURE_BATCHES * batch)), -(-tile // stride)) * stride)
-    # the middle of 3 x 3 regions: neighbours on every side, so a verb that covers its region with the tiles
-    # overlapping it (generate) gets as many as a run's inner regions do
     grid = PixelGrid(zone.crs, zone.grid.transform, 3 * side * tiling.patch, 3 * side * tiling.patch)
     trial = plan_grid(grid, region=side, tile_size=tiling.tile_size, overlap=tiling.overlap, patch=tiling.patch,
                       name=zone.name).zones[0]
     prepared = prepare_zone(trial, synthetic, verb, model, options)
     work = RegionWork.of(prepared, None)
-    windows = _reader(trial, synthetic, prepared, options)(work, (1, 1))
-    model_stage(windows, work=work, index=(1, 1))  # the warm-up
-    tiles, spent = 0, 0.0
-    while not tiles or spent < seconds:
-        started = time.perf_counter()
-        count = model_stage(windows, work=work, index=(1, 1))[1]
-        tiles, spent = tiles + count, spent + time.perf_counter() - started
-    return tiles / spent, (f"measured: {model.name} on {model.device.type}, {model.precision}, {tiles:,} tiles in "
-                           f"{spent:.1f} s, regions of {count:,} tiles")
+    return work, (1, 1), _reader(trial, synthetic, prepared, options)(work, (1, 1))
+
+
+def _first_with_data(zone: Zone, source: Source, prepared: Prepared, options: dict):
+    """The first of the zone's regions whose input in ``source`` has a valid value: ``(work, index, windows)``."""
+    work, reader = RegionWork.of(prepared, None), _reader(zone, source, prepared, options)
+    for row, col in zone.region_indices:
+        windows = reader(work, (int(row), int(col)))
+        if windows is not None and work.tiles.valid(windows).any():
+            return work, (int(row), int(col)), windows
+    raise NoValidDataError("the source holds no valid value to time the model on; give the speed "
+                           "(tiles_per_second=, --tiles-per-second)")
 
 
 def _crs_label(crs: str) -> str:
