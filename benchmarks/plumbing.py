@@ -1,0 +1,149 @@
+"""The engine's own cost: core-ms per tile with the model replaced by one that costs nothing, and how busy a
+simulated accelerator is kept.
+
+    python -m benchmarks.plumbing [--size 4032] [--batch 8]
+
+The input is the bundled real Sentinel-2 scene mirrored into a ``size`` x ``size`` px, 12-band (L2A band
+set), uint16, zstd-compressed zarr cube on disk. Each figure runs in a fresh process.
+
+(a) plumbing: ``embed -> to_zarr`` with TerraMind-B's output width (768) and ``generate("LULC") -> to_zarr``,
+    ``encode`` / ``generate`` replaced by zeros of the right shape: the process's CPU seconds (user + sys)
+    per tile, in core-ms;
+(b) a simulated accelerator: ``encode`` holds "the device" (a lock) for a fixed time per batch without holding
+    the GIL (it sleeps), set to 70 % of the rate (a) measured, so that the device, not the CPU, should be the
+    bottleneck: the fraction of the wall time the device is busy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+L2A_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"]
+
+
+def build_cube(size: int, folder: Path) -> Path:
+    """The sample scene mirrored into a ``size`` x ``size`` px cube of the 12 L2A bands, as a zarr store."""
+    import dask.array as da
+    import rioxarray  # noqa: F401
+    import xarray as xr
+
+    from xterramind.data import open_sample
+
+    path = folder / f"cube-{size}.zarr"
+    if path.exists():
+        return path
+    sample = open_sample().sel(band=L2A_BANDS)
+    scene, step = sample.values, sample.sizes["y"]
+    copies = -(-size // step)
+
+    def mirrored(block_info=None):
+        row, col = block_info[None]["chunk-location"][1:]
+        return np.ascontiguousarray(scene[:, :: (-1 if row % 2 else 1), :: (-1 if col % 2 else 1)])
+
+    data = da.map_blocks(mirrored, chunks=((len(L2A_BANDS),), (step,) * copies, (step,) * copies), dtype=scene.dtype)
+    transform = sample.rio.transform()
+    cube = xr.DataArray(data[:, :size, :size].rechunk((len(L2A_BANDS), 512, 512)), dims=("band", "y", "x"),
+                        coords={"band": L2A_BANDS, "y": transform.f + transform.e * (np.arange(size) + 0.5),
+                                "x": transform.c + transform.a * (np.arange(size) + 0.5)},
+                        name="reflectance").rio.write_crs(sample.rio.crs)
+    with warnings.catch_warnings():  # zarr-python flags the band-name strings as not yet in the v3 spec
+        warnings.simplefilter("ignore")
+        cube.to_dataset().to_zarr(path, mode="w", zarr_format=3, consolidated=False)
+    return path
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def child(kind: str, cube_path: Path, out: Path, batch: int, device_seconds: float) -> dict:
+    """One measured write in this process: ``kind`` is ``embed`` or ``generate``; ``device_seconds`` > 0 makes
+    ``encode`` a simulated accelerator holding the device that long per batch."""
+    import torch
+    import xarray as xr
+
+    import xterramind
+    from xterramind.grid import Tiling
+    from xterramind.models.handle import TerraMindModel
+
+    name = "terramind_v1_base" if kind == "embed" else "terramind_v1_tiny"
+    model = xterramind.load_model(name, weights="random", device="cpu", precision="fp32")
+    cube = xr.open_zarr(cube_path, decode_coords="all", consolidated=False)["reflectance"]
+    device, busy = threading.Lock(), [0.0]
+
+    def encode(self, inputs, *, merge="mean", layers=-1, **_):
+        first = next(iter(inputs.values()))
+        if device_seconds:
+            with device:  # one batch on the device at a time; sleeping releases the GIL as a GPU kernel does
+                time.sleep(device_seconds)
+                busy[0] += device_seconds
+        return torch.zeros(len(first), (first.shape[-1] // 16) ** 2, self.config.dim)
+
+    def generate(self, inputs, targets, *, seeds, **_):
+        first = next(iter(inputs.values()))
+        return {"LULC": torch.zeros(len(first), 10, first.shape[-2], first.shape[-1])}
+
+    TerraMindModel.encode, TerraMindModel.generate = encode, generate
+    tiles = Tiling(xterramind.geo.grid_of(cube, "cube")).tile_count
+    result = (cube.terramind.embed(model, batch_size=batch) if kind == "embed"
+              else cube.terramind.generate("LULC", model, batch_size=batch))
+    shutil.rmtree(out, ignore_errors=True)
+    cpu, wall = _cpu_seconds(), time.perf_counter()
+    result.terramind.to_zarr(out, progress=False)
+    cpu, wall = _cpu_seconds() - cpu, time.perf_counter() - wall
+    return {"tiles": tiles, "core_ms": 1000 * cpu / tiles, "wall": wall, "tiles_per_s": tiles / wall,
+            "device_busy": busy[0] / wall}
+
+
+def _child(*args) -> dict:
+    command = [sys.executable, "-m", "benchmarks.plumbing", "--child", *map(str, args)]
+    done = subprocess.run(command, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True,
+                          text=True, check=False)
+    if done.returncode:
+        raise RuntimeError(f"child failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=4032, help="cube side in px (>= 4000 for the issue's figure)")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        kind, cube, out, batch, seconds = args.child
+        print(json.dumps(child(kind, Path(cube), Path(out), int(batch), float(seconds))))
+        return
+    with tempfile.TemporaryDirectory(prefix="xterramind-plumbing-") as folder:
+        folder = Path(folder)
+        cube = build_cube(args.size, folder)
+        embed = _child("embed", cube, folder / "embed.zarr", args.batch, 0)
+        lulc = _child("generate", cube, folder / "lulc.zarr", args.batch, 0)
+        per_batch = args.batch / (0.7 * embed["tiles_per_s"])  # the device at 70 % of the pipeline's rate
+        fed = _child("embed", cube, folder / "fed.zarr", args.batch, per_batch)
+    print(f"{args.size} x {args.size} px, 12-band uint16 zarr, batch {args.batch}, {os.cpu_count()} cores, "
+          f"a zero-cost model")
+    print(f"{'figure':<52}{'value':>12}")
+    print(f"{'(a) embed -> to_zarr, 768-d: core-ms per tile':<52}{embed['core_ms']:>12.2f}")
+    print(f"{'(a) generate LULC -> to_zarr: core-ms per tile':<52}{lulc['core_ms']:>12.2f}")
+    print(f"{'    embed: tiles/s (wall)':<52}{embed['tiles_per_s']:>12.1f}")
+    print(f"{'(b) simulated device at 70 % of that: busy fraction':<52}{fed['device_busy']:>12.2f}")
+
+
+if __name__ == "__main__":
+    main()
