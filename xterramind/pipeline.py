@@ -110,8 +110,8 @@ def cube_jobs(prepared: Prepared, template: store.Template, todo) -> list[execut
     unit = prepared.layout.tiles.window_unit
     jobs = []
     for index in todo:
-        time = index[0] if len(index) == 3 else None
-        windows = tuple(window(array, work.region(index), time, unit) for array in arrays)
+        date = index[0] if len(index) == 3 else None
+        windows = tuple(window(array, work.region(index), date, unit) for array in arrays)
         jobs.append(region_job(work, index, executor.Compute(windows), name="-".join(map(str, index))))
     return jobs
 
