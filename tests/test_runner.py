@@ -22,7 +22,7 @@ from distributed import Client, Nanny, Scheduler, SpecCluster
 import xterramind
 from tests.stac_catalogue import FIXTURES, catalogue, l1c_files, lonlat_bbox, make_item
 from xterramind import cli, runner
-from xterramind.errors import InputError
+from xterramind.errors import InputError, OptionError
 from xterramind.modalities import grid_of
 from xterramind.planner import plan_area, plan_grid
 from xterramind.sources import CubeSource, StacSource, SyntheticSource
@@ -320,8 +320,11 @@ def test_stac_items_are_read_per_region_like_a_whole_load(client, model, tmp_pat
 def test_bad_runs_get_clear_errors(client, model, tmp_path):
     plan = plan_area(AREA, region=24)
     source = SyntheticSource(land=LAND)
-    with pytest.raises(InputError, match="verb must be one of"):
+    with pytest.raises(InputError, match="verb must be one of") as refused:
         runner.run(plan, source, "paint", model, tmp_path / "a.zarr", client=client)
+    assert "did you mean" not in str(refused.value)
+    with pytest.raises(OptionError, match="got 'detokenise'; did you mean 'detokenize'"):
+        runner.run(plan, source, "detokenise", model, tmp_path / "a.zarr", client=client)
     with pytest.raises(InputError, match="belong to the plan"):
         runner.run(plan, source, "embed", model, tmp_path / "b.zarr", client=client, chunks=12)
     with pytest.raises(InputError, match="targets"):

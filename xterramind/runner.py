@@ -36,7 +36,7 @@ from pathlib import Path
 import xarray as xr
 
 from . import executor, store
-from .arguments import keywords, unknown, whole_number
+from .arguments import keywords, nearest, unknown, whole_number
 from .engine import check_model
 from .errors import GridMismatchError, InputError, NoValidDataError, OptionError
 from .grid import PixelGrid
@@ -148,7 +148,9 @@ def verb_options(verb: str) -> tuple[list[str], list[str]]:
         ['targets']
     """
     if verb not in VERBS:
-        raise OptionError(f"verb must be one of {sorted(VERBS)}, got {verb!r}")
+        guess = nearest(verb, VERBS)
+        raise OptionError(f"verb must be one of {sorted(VERBS)}, got {verb!r}" + (f"; did you mean {guess!r}?"
+                                                                                   if guess else ""))
     return keywords(VERBS[verb].prepare, skip=("cube", "tokens", "model", *PLANNED))
 
 
