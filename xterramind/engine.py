@@ -22,7 +22,7 @@ from .geo import grid_of
 from .grid import PixelGrid, Region, Tiling, default_chunk, regions
 from .modalities import ModalityInput, check_grid, check_units, resolve
 from .models.handle import TerraMindModel
-from .tiles import DEFAULT_BATCH, Tiles, valid_pixels
+from .tiles import DEFAULT_BATCH, Tiles
 from .version import __version__
 
 __all__ = ["DEFAULT_BATCH", "Layout", "check_model", "lay_out", "lazy_blocks", "provenance", "window"]
@@ -90,7 +90,7 @@ def _check_in_memory_validity(layout: Layout) -> None:
     if any(isinstance(item.data.data, da.Array) for item in inputs):
         return
     windows = [np.asarray(item.data.data) for item in inputs]
-    if not (layout.tiles.valid(windows) if layout.tiles.token_input else valid_pixels(windows, layout.tiles.nodata)).any():
+    if not layout.tiles.valid(windows).any():
         raise NoValidDataError("the input has no valid pixel: every value is NaN or its band's nodata value")
 
 
