@@ -32,30 +32,30 @@ MODEL = "terramind_v1_tiny"
 SEED = 0
 
 
-def build_source(size: int, folder: Path) -> Path:
-    """The real scene mirrored into a ``size`` x ``size`` px 13-band uint16 cube, written as zarr."""
+def build_source(size: int, folder: Path, bands: list[str] | None = None) -> Path:
+    """The real scene mirrored into a ``size`` x ``size`` px uint16 cube (all 13 bands, or ``bands``), as zarr."""
     import dask.array as da
     import rioxarray  # noqa: F401
     import xarray as xr
 
     from xterramind.data import open_sample
 
-    path = folder / f"source-{size}.zarr"
+    path = folder / f"source-{size}-{len(bands) if bands else 13}.zarr"
     if path.exists():
         return path
-    sample = open_sample()
+    sample = open_sample() if bands is None else open_sample().sel(band=bands)
     scene = sample.values
-    copies = -(-size // scene.shape[1])
+    count, step = scene.shape[0], scene.shape[1]
+    copies = -(-size // step)
 
     def mirrored(block_info=None):
         row, col = block_info[None]["chunk-location"][1:]
         return np.ascontiguousarray(scene[:, :: (-1 if row % 2 else 1), :: (-1 if col % 2 else 1)])
 
-    step = scene.shape[1]
-    data = da.map_blocks(mirrored, chunks=((13,), (step,) * copies, (step,) * copies), dtype=scene.dtype)
+    data = da.map_blocks(mirrored, chunks=((count,), (step,) * copies, (step,) * copies), dtype=scene.dtype)
     transform = sample.rio.transform()
     cube = xr.DataArray(
-        data[:, :size, :size].rechunk((13, 512, 512)), dims=("band", "y", "x"),
+        data[:, :size, :size].rechunk((count, 512, 512)), dims=("band", "y", "x"),
         coords={"band": sample["band"].values, "y": transform.f + transform.e * (np.arange(size) + 0.5),
                 "x": transform.c + transform.a * (np.arange(size) + 0.5)},
         name="reflectance",

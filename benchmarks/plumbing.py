@@ -26,44 +26,12 @@ import sys
 import tempfile
 import threading
 import time
-import warnings
 from pathlib import Path
 
-import numpy as np
+from benchmarks.engine import build_source, open_source
 
 ROOT = Path(__file__).resolve().parents[1]
 L2A_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"]
-
-
-def build_cube(size: int, folder: Path) -> Path:
-    """The sample scene mirrored into a ``size`` x ``size`` px cube of the 12 L2A bands, as a zarr store."""
-    import dask.array as da
-    import rioxarray  # noqa: F401
-    import xarray as xr
-
-    from xterramind.data import open_sample
-
-    path = folder / f"cube-{size}.zarr"
-    if path.exists():
-        return path
-    sample = open_sample().sel(band=L2A_BANDS)
-    scene, step = sample.values, sample.sizes["y"]
-    copies = -(-size // step)
-
-    def mirrored(block_info=None):
-        row, col = block_info[None]["chunk-location"][1:]
-        return np.ascontiguousarray(scene[:, :: (-1 if row % 2 else 1), :: (-1 if col % 2 else 1)])
-
-    data = da.map_blocks(mirrored, chunks=((len(L2A_BANDS),), (step,) * copies, (step,) * copies), dtype=scene.dtype)
-    transform = sample.rio.transform()
-    cube = xr.DataArray(data[:, :size, :size].rechunk((len(L2A_BANDS), 512, 512)), dims=("band", "y", "x"),
-                        coords={"band": L2A_BANDS, "y": transform.f + transform.e * (np.arange(size) + 0.5),
-                                "x": transform.c + transform.a * (np.arange(size) + 0.5)},
-                        name="reflectance").rio.write_crs(sample.rio.crs)
-    with warnings.catch_warnings():  # zarr-python flags the band-name strings as not yet in the v3 spec
-        warnings.simplefilter("ignore")
-        cube.to_dataset().to_zarr(path, mode="w", zarr_format=3, consolidated=False)
-    return path
 
 
 def _cpu_seconds() -> float:
@@ -75,7 +43,6 @@ def child(kind: str, cube_path: Path, out: Path, batch: int, device_seconds: flo
     """One measured write in this process: ``kind`` is ``embed`` or ``generate``; ``device_seconds`` > 0 makes
     ``encode`` a simulated accelerator holding the device that long per batch."""
     import torch
-    import xarray as xr
 
     import xterramind
     from xterramind.grid import Tiling
@@ -83,7 +50,7 @@ def child(kind: str, cube_path: Path, out: Path, batch: int, device_seconds: flo
 
     name = "terramind_v1_base" if kind == "embed" else "terramind_v1_tiny"
     model = xterramind.load_model(name, weights="random", device="cpu", precision="fp32")
-    cube = xr.open_zarr(cube_path, decode_coords="all", consolidated=False)["reflectance"]
+    cube = open_source(cube_path)
     device, busy = threading.Lock(), [0.0]
 
     def encode(self, inputs, *, merge="mean", layers=-1, **_):
@@ -131,7 +98,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="xterramind-plumbing-") as folder:
         folder = Path(folder)
-        cube = build_cube(args.size, folder)
+        cube = build_source(args.size, folder, L2A_BANDS)
         embed = _child("embed", cube, folder / "embed.zarr", args.batch, 0)
         lulc = _child("generate", cube, folder / "lulc.zarr", args.batch, 0)
         per_batch = args.batch / (0.7 * embed["tiles_per_s"])  # the device at 70 % of the pipeline's rate
