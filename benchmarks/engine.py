@@ -137,13 +137,18 @@ def child_terratorch(path: Path, batch: int) -> dict:
     return {"seconds": time.perf_counter() - start, "peak_gb": peak_rss_gb(), "shape": list(output.shape)}
 
 
-def _child(kind: str, *args: str, python: str | None = None) -> dict:
-    command = [python or sys.executable, "-m", "benchmarks.engine", "--child", kind, *args]
+def in_fresh_process(module: str, kind: str, *args, python: str | None = None) -> dict:
+    """``python -m module --child kind *args`` in a fresh process (so each figure starts cold): its last line, as JSON."""
+    command = [python or sys.executable, "-m", module, "--child", kind, *map(str, args)]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     if done.returncode:
         raise RuntimeError(f"{kind} child failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _child(kind: str, *args, python: str | None = None) -> dict:
+    return in_fresh_process("benchmarks.engine", kind, *args, python=python)
 
 
 def main() -> None:

@@ -21,14 +21,12 @@ import json
 import os
 import resource
 import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from benchmarks.engine import build_source, open_source
+from benchmarks.engine import build_source, in_fresh_process, open_source
 
 ROOT = Path(__file__).resolve().parents[1]
 L2A_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"]
@@ -78,12 +76,7 @@ def child(kind: str, cube_path: Path, out: Path, batch: int, device_seconds: flo
 
 
 def _child(*args) -> dict:
-    command = [sys.executable, "-m", "benchmarks.plumbing", "--child", *map(str, args)]
-    done = subprocess.run(command, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True,
-                          text=True, check=False)
-    if done.returncode:
-        raise RuntimeError(f"child failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return in_fresh_process("benchmarks.plumbing", *args)
 
 
 def main() -> None:
