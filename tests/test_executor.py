@@ -10,6 +10,7 @@ import threading
 from collections import Counter
 
 import dask
+import numpy as np
 import pytest
 
 from xterramind import executor
@@ -275,3 +276,31 @@ def test_a_failing_compute_stage_is_retried_on_a_cluster_as_here(client):
     job = Job((Compute((dask.delayed(fail_first, pure=False)(4, times=1, name="computed"),)), Stage(add)), "flaky")
     (done,) = executor.execute([job], "flaky compute", False, client=client, retries=1)
     assert done.value == 4 and CALLS["computed"] == 2
+
+
+def test_jobs_whose_windows_share_chunks_hand_the_scheduler_only_their_own_tasks(client):
+    """Overlapping windows of one array share its chunks' keys, and each job's graph, optimised on its own, may
+    define a shared key differently; a scheduler given two definitions of a key can lose it and its workers (CI
+    once hung with every worker gone). Each Compute stage is one task of the job's, computing its culled graph."""
+    import dask.array as da
+    from distributed.diagnostics.plugin import SchedulerPlugin
+
+    class Keys(SchedulerPlugin):
+        def __init__(self):
+            self.seen = set()
+
+        def transition(self, key, start, finish, *args, **kwargs):
+            self.seen.add(key)
+
+    keys = Keys()
+    client.register_plugin(keys, name="keys")
+    try:
+        cube = da.arange(64, chunks=8).reshape(8, 8).rechunk(2) * 2
+        windows = [cube[i:i + 4, i:i + 4] for i in range(0, 5, 2)]  # neighbours overlap by half a window
+        jobs = [Job((Compute((w,)), Stage(np.sum))) for w in windows]
+        done = executor.execute(jobs, "windows", False, client=client)
+        seen = client.run_on_scheduler(lambda dask_scheduler: sorted(map(str, dask_scheduler.plugins["keys"].seen)))
+    finally:
+        client.unregister_scheduler_plugin("keys")
+    assert [d.value for d in done] == [int(w.sum().compute()) for w in windows]
+    assert seen and all(key.startswith("xterramind-") for key in seen), seen

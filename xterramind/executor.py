@@ -35,6 +35,9 @@ class Compute:
 
     collections: tuple
 
+    def __call__(self) -> tuple:
+        return dask.compute(*self.collections, scheduler="sync")
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -153,7 +156,7 @@ def _run_here(job: Job, retries: int) -> Done:
         for attempt in range(retries + 1):
             try:
                 if isinstance(stage, Compute):
-                    carried, after = dask.compute(*stage.collections, scheduler="sync"), COMPUTED
+                    carried, after = stage(), COMPUTED
                 else:
                     carried, after = _timed(stage.function, carried, after), STAGED
                 break
@@ -198,6 +201,10 @@ def _outcome(future, keep_going: bool):
 
 
 def _on_cluster(client, jobs: Sequence[Job], width: int, retries: int, keep_going: bool, record) -> None:
+    """A ``Compute`` stage is one task computing its collections' graph, culled here, synchronously on a worker
+    (as ``_run_here`` does), not their keys handed to the scheduler: jobs' graphs share keys (the input chunks
+    of overlapping windows), each optimised on its own into different tasks for one key, and a scheduler given
+    two definitions of a key can lose track of it and its workers (seen: every worker gone, the run hung)."""
     from distributed import as_completed
 
     run_id = uuid.uuid4().hex[:8]
@@ -212,15 +219,15 @@ def _on_cluster(client, jobs: Sequence[Job], width: int, retries: int, keep_goin
         index, job = item
         futures, previous, after = [], None, FIRST
         for number, stage in enumerate(_stages(job)):
-            if isinstance(stage, Compute):
-                previous, after = client.compute(list(stage.collections), retries=retries), COMPUTED
-                futures += previous
+            key = f"xterramind-{job.name}-{index}.{number}-{run_id}"
+            if isinstance(stage, Compute):  # one task computing the region's own culled graph (see _on_cluster)
+                previous = client.submit(Compute(dask.optimize(*stage.collections)), pure=False, retries=retries, key=key)
+                after = COMPUTED
             else:
                 previous = client.submit(_timed, stage.function, previous, after, pure=False, retries=retries,
-                                         resources=stage.resources,
-                                         key=f"xterramind-{job.name}-{index}.{number}-{run_id}")
+                                         resources=stage.resources, key=key)
                 after = STAGED
-                futures.append(previous)
+            futures.append(previous)
         held[previous] = (futures, index, job)
         finished.add(previous)
 
