@@ -96,6 +96,14 @@ def test_normalize_and_denormalize_are_inverse_for_tensors_and_arrays(micro):
     np.testing.assert_allclose(standardized[1], expected_b02, rtol=1e-5)
 
 
+def test_normalize_in_place_gives_the_same_values_into_the_tensor_it_was_given(micro):
+    pixels = torch.from_numpy(real_s2_pixels(64).astype(np.float32))
+    expected = micro.normalize("S2L2A", pixels)
+    given = pixels.clone()
+    assert micro.normalize("S2L2A", given, inplace=True) is given  # the region's own buffer, no second one
+    assert torch.equal(given, expected)
+
+
 def test_normalize_knows_token_modalities_by_their_pixel_names(micro):
     ndvi = torch.full((1, 1, 4, 4), 0.649)
     torch.testing.assert_close(micro.normalize("NDVI", ndvi), torch.full((1, 1, 4, 4), (0.649 - 0.327) / 0.322))

@@ -333,7 +333,7 @@ def test_the_weights_a_region_gathers_are_the_lattices_whichever_region_asks(cas
 
 # -- 4. chunking never changes values ---------------------------------------------------------------------
 
-STUB_MODEL = SimpleNamespace(device=torch.device("cpu"), normalize=lambda name, x: x)  # what run_region asks of one
+STUB_MODEL = SimpleNamespace(device=torch.device("cpu"), normalize=lambda name, x, inplace=False: x)  # what run_region asks of one
 
 
 def _tile_code(ref) -> float:

@@ -19,7 +19,7 @@ from xterramind.verb import PIXELS, TOKENS, Verb, numpy_blocks, prepared_behind,
 SCENE = Tiling(PixelGrid("EPSG:32618", Affine(10, 0, 443_000, 0, -10, 4_172_000), 480, 480))
 BATCH = 3
 JOB = SimpleNamespace(tiles=Tiles(("X",), ((None,),), SCENE, BATCH, check_input=False))
-MODEL = SimpleNamespace(device=torch.device("cpu"), normalize=lambda name, x: x)  # all run_region asks of a model
+MODEL = SimpleNamespace(device=torch.device("cpu"), normalize=lambda name, x, inplace=False: x)  # all run_region asks of a model
 
 
 def _owner(axis, token: int) -> int:

@@ -150,12 +150,19 @@ def _tile_batch(model: TerraMindModel, name: str, window: torch.Tensor, mask, ba
     """One modality's tiles of a batch, standardized on the model's device; invalid pixels at the band mean (0)."""
     p, size = tiles.patch, tiles.tile_tokens * tiles.patch
     crops = [(slice(y * p, y * p + size), slice(x * p, x * p + size)) for y, x in (ref.window_origin for ref in batch)]
-    stacked = torch.stack([window[(slice(None), *crop)] for crop in crops]).to(model.device).float()
-    stacked = model.normalize(name, stacked)
+    stacked = _to_device(torch.stack([window[(slice(None), *crop)] for crop in crops]), model.device)
+    stacked = model.normalize(name, stacked.to(torch.float32), inplace=True)  # raw units cross, floats made there
     if mask is not None:
-        keep = torch.stack([mask[crop] for crop in crops]).to(model.device)
+        keep = _to_device(torch.stack([mask[crop] for crop in crops]), model.device)
         stacked.masked_fill_(~keep[:, None], 0.0)
     return stacked
+
+
+def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``tensor`` on ``device``; to a GPU from pinned memory without blocking (the host goes on cutting)."""
+    if device.type != "cuda":
+        return tensor
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 def empty_tokens(valid: np.ndarray, region: Region, patch: int) -> np.ndarray:

@@ -4,7 +4,8 @@ A ``Verb`` (in the manner of flox's ``Aggregation``) says what differs between e
 and generate: its ``kernel`` on a batch of tiles, how its tiles are stitched (``stitch``: tokens owned by
 the lattice, or pixels blended), how a stitched region becomes its output blocks (``finish``), and how
 its options become a ``Prepared`` verb on one input (``prepare``). Everything else is the same for all
-and written once in ``run_region``: valid pixels -> tiles with data -> batches -> kernel -> stitch -> finish.
+and written once in ``run_region``: valid pixels -> tiles with data -> batches -> kernel -> stitch -> finish
+(the kernels on the model's device lane, ``xterramind.lane``, while the region prepares and stitches).
 
 A ``Prepared`` verb is what the accessor, ``to_zarr`` and the area runner share: the layout of its
 input, its region task, its outputs, and how blocks of those outputs become the georeferenced result.
@@ -22,6 +23,7 @@ import xarray as xr
 
 from .engine import Layout, lazy_blocks
 from .grid import Region, region_at, region_counts
+from .lane import run_ahead
 from .models.handle import TerraMindModel
 from .stitch import BlendedPixels, OwnedTokens
 from .tiles import tile_batches, tiles_with_data
@@ -65,8 +67,9 @@ def run_region(*windows: np.ndarray, region: Region, verb: Verb, job, model: Ter
     stitcher = STITCHERS[verb.stitch](region, tiles, **verb.stitched(job))
     valid = tiles.valid(windows)
     if valid.any():
-        for batch, inputs in tile_batches(model, windows, valid, tiles_with_data(region, valid, tiles), tiles):
-            stitcher.add(batch, verb.kernel(job, model, inputs, batch))
+        batches = tile_batches(model, windows, valid, tiles_with_data(region, valid, tiles), tiles)
+        for batch, outputs in run_ahead(model, functools.partial(verb.kernel, job, model), batches):
+            stitcher.add(batch, outputs)
     return verb.finish(job, model, stitcher.result(valid))
 
 

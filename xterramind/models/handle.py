@@ -307,8 +307,9 @@ class TerraMindModel:
             out = decode_targets(tokenizers, tokens, generators, timesteps)
         return {name.removeprefix("tok_"): _to_float32(value) for name, value in out.items()}
 
-    def normalize(self, name: str, x):
-        """Standardize ``(..., C, H, W)`` data in physical units with the model's statistics.
+    def normalize(self, name: str, x, *, inplace: bool = False):
+        """Standardize ``(..., C, H, W)`` data in physical units with the model's statistics (``inplace``: into
+        ``x`` itself, floats only: no second full-size buffer; the same values).
 
         Works on tensors and numpy arrays alike and keeps their type; TerraMind only sees standardized
         inputs, so every raw image goes through here first.
@@ -324,6 +325,10 @@ class TerraMindModel:
             >>> x = model.normalize("S2L2A", torch.full((1, 12, 224, 224), 1500.0))
         """
         mean, std = _stats(name, x)
+        if inplace:
+            x -= mean
+            x /= std
+            return x
         return (x - mean) / std
 
     def denormalize(self, name: str, x):
