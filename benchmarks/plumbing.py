@@ -48,6 +48,7 @@ def child(kind: str, cube_path: Path, out: Path, batch: int, device_seconds: flo
 
     name = "terramind_v1_base" if kind == "embed" else "terramind_v1_tiny"
     model = xterramind.load_model(name, weights="random", device="cpu", precision="fp32")
+    _ = model.module  # built now, not inside the measured write (base's seeded weights take seconds)
     cube = open_source(cube_path)
     device, busy = threading.Lock(), [0.0]
 
