@@ -304,3 +304,26 @@ def test_jobs_whose_windows_share_chunks_hand_the_scheduler_only_their_own_tasks
         client.unregister_scheduler_plugin("keys")
     assert [d.value for d in done] == [int(w.sum().compute()) for w in windows]
     assert seen and all(key.startswith("xterramind-") for key in seen), seen
+
+
+def test_a_compute_of_arrays_stores_each_chunk_in_place_without_concatenating(monkeypatch):
+    import dask.array as da
+
+    cube = da.from_array(np.arange(6 * 40 * 40, dtype="uint16").reshape(6, 40, 40), chunks=(6, 16, 16))
+    window = cube[:, 5:37, 3:29]  # 3 x 2 chunk pieces
+    expected = window.compute()
+    values, counted = Compute((window, dask.delayed(len)([1, 2])))()  # a delayed among them: dask.compute
+    assert counted == 2 and np.array_equal(values, expected)
+
+    concatenated, concatenate = [], da.core.concatenate3
+
+    def counting(arrays):
+        result = concatenate(arrays)
+        concatenated.append(np.asarray(result).nbytes)
+        return result
+
+    monkeypatch.setattr(da.core, "concatenate3", counting)
+    (values,) = Compute((window,))()
+    assert isinstance(values, np.ndarray) and values.dtype == np.uint16
+    np.testing.assert_array_equal(values, expected)
+    assert sum(concatenated) < expected.nbytes / 10  # only the store's little receipts, not the pixels
