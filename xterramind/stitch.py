@@ -61,15 +61,14 @@ class BlendedPixels:
             (part_y, part_x), (place_y, place_x) = ref.pixels(ref.part, p), ref.pixels(ref.place, p)
             weight = torch.outer(self.rows[ref.index[0], part_y], self.cols[ref.index[1], part_x])
             for name, values in outputs.items():
-                self.sums[name][:, place_y, place_x] += weight * values[b][:, part_y, part_x]
+                self.sums[name][:, place_y, place_x].addcmul_(values[b][:, part_y, part_x], weight)  # no temporary
             self.weight[place_y, place_x] += weight
 
     def result(self, valid: np.ndarray) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Weighted means, NaN where no tile contributed or the input pixel was invalid; and where they are not."""
         mask = torch.from_numpy(crop_to_region(valid, self.region, self.tiles.patch)) & (self.weight > 0)
         means = {}
+        weight = self.weight.clamp(min=1e-12)
         for name, total in self.sums.items():
-            mean = total / self.weight.clamp(min=1e-12)
-            mean[:, ~mask] = float("nan")
-            means[name] = mean
+            means[name] = total.div_(weight).masked_fill_(~mask, float("nan"))  # in place: the sums are done
         return means, mask
