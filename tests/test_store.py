@@ -123,19 +123,81 @@ def _arrays(group, prefix=""):
             yield path, node
 
 
+FLOATS = {2: {"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": 2, "blocksize": 0},  # 2: bit shuffle
+          3: {"name": "blosc", "configuration": {"cname": "lz4", "clevel": 5, "shuffle": "bitshuffle", "blocksize": 0}}}
+INTEGERS = {2: {"id": "zstd", "level": 1}, 3: {"name": "zstd", "configuration": {"level": 1, "checksum": False}}}
+LEDGER = {2: {"id": "zstd", "level": 3}, 3: {"name": "zstd", "configuration": {"level": 3, "checksum": False}}}
+
+
+def _compressor(store, path, zarr_format):
+    """The compressor of one array, read from the store's own metadata files, not from zarr-python's view of them."""
+    if zarr_format == 2:
+        return json.loads((store / path / ".zarray").read_text())["compressor"]
+    codecs = json.loads((store / path / "zarr.json").read_text())["codecs"]
+    assert codecs[0]["name"] in ("bytes", "vlen-utf8") and len(codecs) == 2, codecs  # a serializer, one compressor
+    compressor = codecs[1]
+    compressor.get("configuration", {}).pop("typesize", None)  # blosc's: the dtype's size
+    return compressor
+
+
+@pytest.fixture(scope="module")
+def kinds(result):
+    """A lazy result with a variable of each kind the store writes: floats of two widths, integers of three,
+    and a float packed by CF encodings into int16 (scale, offset, fill) with NaN where it is masked."""
+    first = result.isel(embedding=0, drop=True)
+    dataset = xr.Dataset({
+        "embeddings": result, "half": result.astype(np.float16), "signed": (result * 40).astype(np.int8),
+        "classes": (first * 3).clip(0, 9).astype(np.uint8), "tokens": (first * 1e4).astype(np.int32),
+        "packed": result.isel(embedding=1, drop=True).where(first > -0.5),
+    })
+    dataset["packed"].encoding = {"dtype": "int16", "scale_factor": 1e-3, "add_offset": 0.5, "_FillValue": -32768}
+    return dataset
+
+
 @pytest.mark.parametrize("zarr_format", [2, 3])
-def test_every_array_is_written_with_zstd_as_documented(result, tmp_path, zarr_format):
-    store = tmp_path / "emb.zarr"
-    result.terramind.to_zarr(store, zarr_format=zarr_format, progress=False)
+def test_each_kind_of_variable_is_written_with_its_measured_codec(kinds, tmp_path, zarr_format):
+    store = tmp_path / "kinds.zarr"
+    kinds.terramind.to_zarr(store, zarr_format=zarr_format, progress=False)
     arrays = dict(_arrays(zarr.open_group(str(store), mode="r")))
-    assert {"embeddings", "x", "y", "xterramind/done"} <= set(arrays)
-    for path in arrays:  # read from the store's own metadata files, not from zarr-python's view of them
-        if zarr_format == 2:
-            compressor = json.loads((store / path / ".zarray").read_text())["compressor"]
-            assert compressor == {"id": "zstd", "level": 3}, path
-        else:
-            codecs = json.loads((store / path / "zarr.json").read_text())["codecs"]
-            assert {"name": "zstd", "configuration": {"level": 3, "checksum": False}} in codecs, path
+    assert set(arrays) == {*kinds.data_vars, "embedding", "x", "y", "spatial_ref", "xterramind/done"}
+    floats = {"embeddings", "half", "x", "y"}  # the packed float is stored as int16: an integer
+    for path in arrays:
+        wanted = LEDGER if path == "xterramind/done" else FLOATS if path in floats else INTEGERS
+        assert _compressor(store, path, zarr_format) == wanted[zarr_format], path
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_a_variables_cf_packing_is_written_as_xarray_writes_it(kinds, tmp_path, zarr_format):
+    packed = kinds[["packed"]]
+    packed.terramind.to_zarr(tmp_path / "ours.zarr", zarr_format=zarr_format, progress=False)
+    packed.to_zarr(tmp_path / "xarray.zarr", zarr_format=zarr_format, consolidated=False)  # xarray's own
+    ours, theirs = (xr.open_zarr(tmp_path / f"{name}.zarr", consolidated=False)["packed"]
+                    for name in ("ours", "xarray"))
+    assert str(zarr.open_array(str(tmp_path / "ours.zarr"), path="packed").dtype) == "int16"
+    np.testing.assert_array_equal(ours.values, theirs.values)  # NaN where masked, the same rounding
+    assert np.isnan(ours.values).any() and np.nanmax(abs(ours.values - packed["packed"].values)) <= 0.5e-3 + 1e-6
+    other = packed.copy()
+    other["packed"].encoding = {**packed["packed"].encoding, "scale_factor": 1e-2}
+    with pytest.raises(StoreError, match="packing"):  # a resume never mixes two packings in one store
+        other.terramind.to_zarr(tmp_path / "ours.zarr", zarr_format=zarr_format)
+
+
+def test_each_kind_of_variable_reads_back_bit_identical_with_xarray_and_gdal(kinds, tmp_path):
+    store = tmp_path / "kinds.zarr"
+    kinds.terramind.to_zarr(store, progress=False)  # the default format, which rasterio's GDAL reads
+    expected = kinds.compute()
+    stored = xr.open_zarr(store, decode_coords="all", mask_and_scale=False)
+    for name, variable in expected.data_vars.items():
+        raw = zarr.open_array(str(store), path=name)[...]
+        np.testing.assert_array_equal(stored[name].values, raw, err_msg=name)
+        assert stored[name].dtype == raw.dtype == (np.int16 if name == "packed" else variable.dtype), name
+        if name != "packed":
+            np.testing.assert_array_equal(raw, variable.values, err_msg=name)
+        with rasterio.open(f'ZARR:"{store}":/{name}') as dataset:
+            assert dataset.crs == kinds.rio.crs and dataset.transform == kinds.rio.transform(), name
+            np.testing.assert_array_equal(dataset.read(), raw.reshape(-1, *raw.shape[-2:]), err_msg=name)
+            if name == "packed":
+                assert dataset.scales == (1e-3,) and dataset.offsets == (0.5,) and dataset.nodata == -32768
 
 
 def test_the_default_store_opens_with_this_environments_gdal_and_xterramind_open(result, expected, tmp_path):
