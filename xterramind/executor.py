@@ -75,8 +75,9 @@ class Done:
 
 
 def local_threads() -> int:
-    """Jobs run at once on this machine: ``dask.config`` ``num_workers``, else 2 (or 1 on one core)."""
-    return dask.config.get("num_workers", None) or min(2, os.cpu_count() or 1)
+    """Jobs run at once on this machine: ``dask.config`` ``num_workers``, else one more than the cores, so that
+    while every core reads, cuts or stitches a region, the device lane still has a region's batches queued."""
+    return dask.config.get("num_workers", None) or (os.cpu_count() or 1) + 1
 
 
 def active_client():
