@@ -96,6 +96,12 @@ MISTAKES = [  # settings (merged into GOOD; None: left out), what the message mu
     ({"options": [1]}, ["options: must be a mapping", "{batch_size: 64}"]),
     ({"options": {"batchsize": 3}}, ["options: unknown ['batchsize'] for verb: embed", "batch_size"]),
     ({"options": {"tile_size": 3}}, ["belong to the plan", "region: (tokens)"]),
+    ({"options": {"dtype": "int4"}}, ["options: dtype: must be one of float32, float16, int8, got 'int4'"]),
+    ({"options": {"dtype": None}}, ["options: dtype: must be one of float32, float16, int8, got null"]),
+    ({"verb": "generate", "options": {"targets": ["LULC"], "probabilities": "yes"}},
+     ["options: probabilities: must be one of uint8, float32, null, false, got 'yes'"]),
+    ({"verb": "generate", "options": {"targets": ["LULC"], "probabilities": True}},
+     ["options: probabilities: must be one of uint8, float32, null, false, got true"]),
     ({"verb": "generate"}, ["verb: generate needs options: {targets: [LULC]}"]),
     ({"verb": "paint"}, [f"verb: must be one of {', '.join(runner.VERBS)}, got 'paint'"]),
     ({"verb": ["embed"]}, ["verb: must be one of"]),
@@ -156,3 +162,18 @@ def test_values_are_quoted_as_the_file_spells_them(tmp_path):
                           ({"area": [1, True]}, "got [1, true]"), ({"output": {"a": 1}}, "got {a: 1}")]:
         with pytest.raises(ConfigError, match=re.escape(got) + "$"):
             load_config(_file(tmp_path, GOOD | settings))
+
+
+def test_an_output_dtype_in_a_file_reaches_the_verb_and_its_sizes(tmp_path):
+    sizes = {}
+    for dtype in ("float32", "float16", "int8"):
+        config = load_config(_file(tmp_path, GOOD | {"options": {"dtype": dtype}}))
+        assert config.options == {"dtype": dtype}
+        source = config.make_source()
+        forecast = runner.forecast(config.make_plan(source), source, config.verb, config.make_model(),
+                                   tiles_per_second=100, **config.options)
+        sizes[dtype] = forecast.rows[0][-1]
+    assert sizes["float16"] == sizes["float32"] // 2 and sizes["int8"] < 0.27 * sizes["float32"]
+    for probabilities in ("uint8", "float32", None, False):
+        options = {"targets": ["LULC"], "probabilities": probabilities}
+        assert load_config(_file(tmp_path, GOOD | {"verb": "generate", "options": options})).options == options

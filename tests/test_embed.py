@@ -184,3 +184,144 @@ def test_a_cube_opened_from_zarr_in_a_fresh_process_embeds(cube, tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "32618"
+
+
+# -- dtype: how the vectors are stored ------------------------------------------------------------------------------
+
+STATED = {"float16": (2.0**-11, 0.999999), "int8": (0.008, 0.9995)}  # per component / vector length; cosine
+
+
+def _errors(values: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per token: the largest component error relative to the float32 vector's length, and the cosine similarity."""
+    rows = [np.moveaxis(a, 0, -1).reshape(-1, a.shape[0]).astype(np.float64) for a in (values, reference)]
+    length = np.linalg.norm(rows[1], axis=1)
+    return np.abs(rows[0] - rows[1]).max(axis=1) / length, (rows[0] * rows[1]).sum(1) / np.linalg.norm(rows[0], axis=1) / length
+
+
+@pytest.mark.parametrize("dtype", ["float16", "int8"])
+@pytest.mark.parametrize("name", ["micro", "tiny"])
+def test_each_dtype_is_within_its_stated_error_of_the_float32_vectors(cube, micro, tiny, name, dtype):
+    model = {"micro": micro, "tiny": tiny}[name]
+    reference = cube.terramind.embed(model).values
+    result = cube.terramind.embed(model, dtype=dtype).compute()
+    assert (result["embeddings"] if dtype == "int8" else result).dtype == dtype and result.attrs["model"] == model.name
+    vectors = xterramind.dequantize(result)
+    assert vectors.dtype == np.float32 and vectors.dims == ("embedding", "y", "x") and vectors.name == "embeddings"
+    assert vectors.rio.crs == cube.rio.crs and vectors.rio.transform() == cube.terramind.embed(model).rio.transform()
+    error, cosine = _errors(vectors.values, reference)
+    bound, similarity = STATED[dtype]
+    assert 0 < error.max() <= bound and cosine.min() >= similarity, (error.max(), cosine.min())
+
+
+def test_int8_is_the_alphaearth_encoding_of_unit_vectors_with_their_lengths_beside(cube, micro):
+    prepared = embed.prepare(cube, micro, dtype="int8", chunks=7)
+    assert prepared.outputs == {"embeddings": (np.int8, (64,)), "embeddings_scale": (np.float32, ())}
+    result = prepared.lazy()
+    assert isinstance(result, xr.Dataset) and result.rio.crs == cube.rio.crs
+    assert result.embeddings.dims == ("embedding", "y", "x") and result.embeddings_scale.dims == ("y", "x")
+    assert result.embeddings.attrs["nodata"] == -128 and result.embeddings.attrs["model"] == "terramind_micro"
+    computed = result.compute()
+    reference = cube.terramind.embed(micro).values.astype(np.float64)
+    length = np.linalg.norm(reference, axis=0)
+    np.testing.assert_allclose(computed.embeddings_scale.values, length, rtol=1e-5)
+    unit = reference / length
+    expected = np.round(np.sign(unit) * np.sqrt(np.abs(unit)) * 127)
+    codes = computed.embeddings.values.astype(int)
+    assert np.abs(codes - expected).max() <= 1 and (codes == expected).mean() > 0.999  # ties of rounding aside
+    assert codes.min() >= -127 and codes.max() <= 127
+
+
+def test_the_kernel_converts_on_the_device_side_of_the_batch(cube, micro):
+    prepared = embed.prepare(cube, micro, dtype="float16")
+    pixels = torch.from_numpy(cube.values[:, :224, :224].astype(np.float32))[None]
+    out = embed.kernel(prepared.job, micro, {"S2L1C": micro.normalize("S2L1C", pixels)}, [None])
+    assert set(out) == {"embeddings"} and out["embeddings"].dtype == torch.float16
+    vectors = torch.tensor([3.0, -4.0, 0.0]).reshape(1, 3, 1, 1)
+    packed = embed.stored(vectors, "int8")
+    assert packed["embeddings"].flatten().tolist() == [round(0.6**0.5 * 127), -round(0.8**0.5 * 127), 0]
+    assert packed["embeddings_scale"].shape == (1, 1, 1) and packed["embeddings_scale"].item() == 5.0
+    assert embed.stored(torch.zeros(1, 3, 1, 1), "int8")["embeddings"].abs().sum() == 0  # a zero vector stays finite
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "int8"])
+def test_each_dtype_is_the_same_for_any_chunking(cube, micro, dtype):
+    reference = cube.terramind.embed(micro, dtype=dtype).compute()
+    for input_chunks, output_chunks in (({"y": 100, "x": 77}, 7), ({"y": 480, "x": 480}, 30)):
+        other = cube.chunk(input_chunks).terramind.embed(micro, dtype=dtype, chunks=output_chunks).compute()
+        if dtype == "int8":  # at most one step apart, where float32 rounding might tip a code
+            assert np.abs(other.embeddings.values.astype(int) - reference.embeddings.values).max() <= 1
+            np.testing.assert_allclose(other.embeddings_scale.values, reference.embeddings_scale.values, rtol=1e-6)
+        else:
+            np.testing.assert_array_max_ulp(other.values, reference.values, maxulp=1 if dtype == "float16" else 64)
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+@pytest.mark.parametrize("dtype", ["float16", "int8"])
+def test_nodata_tokens_are_nan_or_minus_128_in_memory_and_in_the_store(cube, micro, dtype, zarr_format, tmp_path):
+    values = cube.values.copy()
+    values[:, :256, :] = 0  # the top 16 token rows: nodata; the first row of 6-token regions reads no valid pixel
+    holed = cube.copy(data=values).rio.write_nodata(0).chunk({"y": 240, "x": 240})
+    empty = np.isnan(holed.terramind.embed(micro, chunks=6).values).all(axis=0)
+    assert empty[:16].all() and not empty[16:].any()
+    result = holed.terramind.embed(micro, chunks=6, dtype=dtype)
+    report = result.terramind.to_zarr(tmp_path / "e.zarr", zarr_format=zarr_format)
+    assert report.empty > 0  # regions marked without running the model: their nodata comes from the store
+    opened = xterramind.open(tmp_path / "e.zarr")
+    for computed in (result.compute(), opened.compute()):
+        if dtype == "int8":
+            codes = computed.embeddings.values
+            assert (codes[:, empty] == -128).all() and (codes[:, ~empty] > -128).all()
+            assert np.isnan(computed.embeddings_scale.values[empty]).all()
+            assert np.isfinite(computed.embeddings_scale.values[~empty]).all()
+        else:
+            assert computed.dtype == np.float16
+            assert np.isnan(computed.values[:, empty]).all() and np.isfinite(computed.values[:, ~empty]).all()
+        vectors = xterramind.dequantize(computed).values
+        assert np.isnan(vectors[:, empty]).all() and np.isfinite(vectors[:, ~empty]).all()
+
+
+def test_embeddings_with_time_keep_it_in_each_dtype(cube, micro):
+    stack = xr.concat([cube, cube.astype("float32") * 1.1], dim="time")
+    codes = stack.assign_coords(time=np.array(["2024-06-01", "2024-07-01"], dtype="datetime64[ns]")).terramind.embed(
+        micro, dtype="int8")
+    assert codes.embeddings.dims == ("time", "embedding", "y", "x") and codes.embeddings_scale.dims == ("time", "y", "x")
+    vectors = xterramind.dequantize(codes)
+    assert vectors.dims == ("time", "embedding", "y", "x") and vectors.sizes["time"] == 2
+    error, _ = _errors(vectors.isel(time=0).values, cube.terramind.embed(micro).values)
+    assert error.max() <= STATED["int8"][0]
+
+
+@pytest.mark.parametrize("dtype", ["int4", "float64", np.float64, "f2", None, True, 8, ["int8"]])
+def test_a_dtype_that_is_not_offered_is_an_option_error_naming_those_that_are(cube, micro, dtype):
+    with pytest.raises(OptionError, match=r"dtype must be 'float32', 'float16' or 'int8', got "):
+        cube.terramind.embed(micro, dtype=dtype)
+
+
+def test_a_dtype_may_be_given_as_numpy_spells_it(cube, micro):
+    assert cube.terramind.embed(micro, dtype=np.float16).dtype == np.float16
+    assert embed.prepare(cube, micro, dtype=np.dtype("int8")).job.dtype == "int8"
+
+
+def test_dequantize_gives_float32_and_refuses_int8_codes_without_their_lengths(cube, micro):
+    plain = cube.terramind.embed(micro)
+    assert xterramind.dequantize(plain) is plain
+    half = xterramind.dequantize(cube.terramind.embed(micro, dtype="float16"))
+    assert half.dtype == np.float32 and half.attrs["product"] == "embeddings"
+    codes = cube.terramind.embed(micro, dtype="int8")
+    with pytest.raises(InputError, match="int8 embeddings need their embeddings_scale: pass the Dataset"):
+        xterramind.dequantize(codes["embeddings"])
+    attrs = xterramind.dequantize(codes).attrs
+    assert attrs["product"] == "embeddings" and attrs["model"] == "terramind_micro" and "nodata" not in attrs
+
+
+def test_an_area_run_takes_the_dtype_and_sizes_its_store_by_it(micro):
+    from xterramind import runner
+    from xterramind.planner import plan_area
+    from xterramind.sources import SyntheticSource
+
+    plan, source = plan_area((9.0, 45.0, 9.12, 45.08), region=24), SyntheticSource()
+    sizes = {dtype: runner.forecast(plan, source, "embed", micro, tiles_per_second=100, dtype=dtype).rows[0][-1]
+             for dtype in ("float32", "float16", "int8")}
+    assert sizes["float16"] == sizes["float32"] // 2 and sizes["int8"] == pytest.approx(sizes["float32"] * 68 / 256, 1e-3)
+    with pytest.raises(OptionError, match="dtype must be 'float32', 'float16' or 'int8', got 'int4'"):
+        runner.forecast(plan, source, "embed", micro, tiles_per_second=100, dtype="int4")

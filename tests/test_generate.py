@@ -8,6 +8,7 @@ import rioxarray  # noqa: F401
 import torch
 import xarray as xr
 
+import xterramind
 from tests.seams import boundaries, seam_excess
 from xterramind import generate
 from xterramind.errors import InputError, OptionError, UnknownModalityError, XterramindError
@@ -143,3 +144,62 @@ def test_prepare_declares_the_generate_verb_with_its_sampling_and_outputs(cube, 
 def test_bad_sampling_options_are_refused_by_their_name(cube, micro, option, value, message):
     with pytest.raises(OptionError, match=message):
         generate.prepare(cube, micro, targets="LULC", **{option: value})
+
+
+# -- probabilities: how LULC_probability is stored ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def holed(cube):
+    """448 x 224 px of the scene, the top 256 px rows nodata: 6-token regions of the first row read no valid pixel."""
+    values = cube.values[:, :448, :224].copy()
+    values[:, :256] = 0
+    return cube.isel(y=slice(0, 448), x=slice(0, 224)).copy(data=values).rio.write_nodata(0).chunk({"y": 224, "x": 224})
+
+
+@pytest.fixture(scope="module")
+def holed_lulc(holed, micro):
+    return holed.terramind.generate("LULC", micro, seed=7, chunks=6).compute()
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_uint8_probabilities_keep_the_classes_and_read_back_within_1_508(holed, holed_lulc, micro, zarr_format,
+                                                                        tmp_path):
+    packed = holed.terramind.generate("LULC", micro, seed=7, chunks=6, probabilities="uint8")
+    attrs = packed.LULC_probability.attrs
+    assert packed.LULC_probability.dtype == np.uint8 and (attrs["scale_factor"], attrs["_FillValue"]) == (1 / 254, 255)
+    report = packed.terramind.to_zarr(tmp_path / "lulc.zarr", zarr_format=zarr_format)
+    assert report.empty > 0  # regions without a valid pixel: their nodata comes from the store
+    stored = xr.open_zarr(tmp_path / "lulc.zarr")  # xarray alone decodes the packing
+    np.testing.assert_array_equal(stored.LULC.values, holed_lulc.LULC.values)  # the argmax of the float blend
+    probability, exact = stored.LULC_probability.values, holed_lulc.LULC_probability.values
+    assert probability.dtype.kind == "f" and np.isnan(exact).any() and not np.isnan(exact).all()
+    np.testing.assert_array_equal(np.isnan(probability), np.isnan(exact))
+    assert np.nanmax(np.abs(probability - exact)) <= 1 / 508 + 1e-6
+    assert np.nanmax(np.abs(probability - exact)) > 1e-4  # packed, not a copy
+    floats = xterramind.dequantize(xterramind.open(tmp_path / "lulc.zarr")).LULC_probability
+    assert floats.dtype == np.float32 and floats.rio.crs == holed.rio.crs
+    np.testing.assert_allclose(floats.values, probability, atol=1e-6)
+    assert packed.LULC_probability.nbytes == exact.nbytes // 4
+
+
+def test_probabilities_none_or_false_are_not_stored_and_the_classes_stay(holed, holed_lulc, micro, tmp_path):
+    for off in (None, False):
+        assert set(generate.prepare(holed, micro, targets="LULC", probabilities=off).outputs) == {"LULC"}
+        assert set(generate.prepare(holed, micro, targets=["DEM", "LULC"], probabilities=off).outputs) == {"DEM", "LULC"}
+        assert set(holed.terramind.generate("LULC", micro, probabilities=off).data_vars) == {"LULC"}
+    holed.terramind.generate("LULC", micro, seed=7, chunks=6, probabilities=None).terramind.to_zarr(tmp_path / "l.zarr")
+    stored = xterramind.open(tmp_path / "l.zarr")
+    assert set(stored.data_vars) == {"LULC"}
+    np.testing.assert_array_equal(stored.LULC.values, holed_lulc.LULC.values)
+
+
+@pytest.mark.parametrize("value", ["uint16", "float16", "none", "", True, 1, 0, np.float64, ["uint8"]])
+def test_a_probabilities_value_not_offered_is_an_option_error_naming_those_that_are(cube, micro, value):
+    with pytest.raises(OptionError, match=r"probabilities must be 'uint8', 'float32' or None \(not stored\), got "):
+        cube.terramind.generate("LULC", micro, probabilities=value)
+
+
+def test_probabilities_may_be_given_as_numpy_spells_them(cube, micro):
+    assert cube.terramind.generate("LULC", micro, probabilities=np.uint8).LULC_probability.dtype == np.uint8
+    assert generate.prepare(cube, micro, targets="LULC", probabilities=np.dtype("float32")).job.probabilities == "float32"

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import xterramind
 from xterramind import products
 from xterramind.engine import lay_out, provenance
 from xterramind.facts import LULC_CLASSES, LULC_NODATA
@@ -82,3 +83,66 @@ def test_the_pixel_dataset_is_georeferenced_on_its_token_regions_pixel_grid(layo
     assert dataset.rio.crs.to_epsg() == 32618 and dataset.LULC.rio.crs.to_epsg() == 32618
     assert dataset.rio.transform() == layout.tiling.grid.transform and dataset.rio.shape == (240, 320)
     np.testing.assert_allclose(dataset.x.values[[0, -1]], layout.tiling.grid.transform.c + 10 * np.array([0.5, 319.5]))
+
+
+# -- probabilities: how LULC_probability is stored ------------------------------------------------------------------
+
+
+def test_probabilities_are_declared_as_they_are_stored():
+    specs = [token_spec("LULC"), token_spec("DEM")]
+    assert products.outputs(specs, "uint8")["LULC_probability"] == (np.uint8, (len(LULC_CLASSES),))
+    assert products.outputs(specs, "float32")["LULC_probability"] == (np.float32, (len(LULC_CLASSES),))
+    assert set(products.outputs(specs, None)) == {"LULC", "DEM"}
+    assert [products.probabilities_option(v) for v in ("uint8", np.uint8, "float32", None, False)] == [
+        "uint8", "uint8", "float32", None, None]
+
+
+def _blended():
+    """One region's blended LULC probabilities (2 x 2 px; one pixel nodata) and its mask."""
+    mean = torch.tensor([0.0, 1 / 508 - 1e-4, 0.5, 0.2, 0.1, 0.05, 0.05, 0.05, 0.025, 0.025])[:, None, None].repeat(1, 2, 2)
+    mean[:, 0, 1] = torch.tensor([0.0, 0.1, 0.2, 0.3, 0.4, 0.0, 0.0, 0.0, 0.0, 0.0])
+    mean[:, 1, 0] = torch.tensor([0.0, 0.199, 0.4, 0.401, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])  # 2 and 3: one code, 102
+    mask = torch.tensor([[True, True], [True, False]])
+    mean[:, ~mask] = float("nan")
+    return mean, mask
+
+
+def test_uint8_probabilities_are_rounded_to_254ths_with_255_where_nodata_and_the_classes_from_the_floats(micro):
+    mean, mask = _blended()
+    exact = products.finish(products.PixelJob(None, ("tok_LULC",), Sampling(), 0), micro, ({"LULC": mean.clone()}, mask))
+    job = products.PixelJob(None, ("tok_LULC",), Sampling(), 0, probabilities="uint8")
+    packed = products.finish(job, micro, ({"LULC": mean.clone()}, mask))
+    np.testing.assert_array_equal(packed["LULC"], exact["LULC"])
+    np.testing.assert_array_equal(packed["LULC"], [[2, 4], [3, LULC_NODATA]])  # the float blend's argmax ...
+    codes = packed["LULC_probability"]
+    assert codes[2, 1, 0] == codes[3, 1, 0] == 102 and codes[:, 1, 0].argmax() == 2  # ... not the codes'
+    assert codes.dtype == np.uint8 and (codes[:, 1, 1] == 255).all() and (codes[:, mask.numpy()] <= 254).all()
+    decoded = np.where(codes == 255, np.nan, codes / 254.0)
+    np.testing.assert_array_equal(np.isnan(decoded), np.isnan(exact["LULC_probability"]))
+    assert np.nanmax(np.abs(decoded - exact["LULC_probability"])) <= 1 / 508 + 1e-7
+    assert codes[1, 0, 0] == 0 and codes[2, 0, 0] == 127  # 1/508 - 1e-4 rounds down; 0.5 is 127/254
+    off = products.finish(products.PixelJob(None, ("tok_LULC",), Sampling(), 0, probabilities=None), micro,
+                          ({"LULC": mean.clone()}, mask))
+    assert set(off) == {"LULC"}
+    np.testing.assert_array_equal(off["LULC"], exact["LULC"])
+
+
+def test_uint8_probabilities_carry_the_cf_packing_xarray_decodes(layout, micro):
+    tokens = layout.tiling.tokens
+    height, width = tokens.height * 16, tokens.width * 16
+    codes = np.full((10, height, width), 127, np.uint8)
+    codes[:, 0, 0] = 255
+    arrays = {"LULC": da.zeros((height, width), dtype=np.uint8), "LULC_probability": da.from_array(codes)}
+    dataset = products.pixel_dataset(arrays, layout, layout.tiling.grid, [token_spec("LULC")], provenance(micro, [], 0))
+    attrs = dataset.LULC_probability.attrs
+    assert (attrs["scale_factor"], attrs["_FillValue"], attrs["nodata"]) == (np.float32(1 / 254), 255, 255)
+    import xarray as xr
+
+    decoded = xr.decode_cf(dataset).LULC_probability.values
+    assert np.isnan(decoded[:, 0, 0]).all() and np.allclose(decoded[:, 1:, 1:], 0.5)
+    floats = xterramind.dequantize(dataset).LULC_probability
+    assert floats.dtype == np.float32 and {"scale_factor", "_FillValue", "nodata"}.isdisjoint(floats.attrs)
+    np.testing.assert_array_equal(floats.values, decoded.astype(np.float32))
+    assert floats.attrs["class_names"] == list(LULC_CLASSES) and floats.rio.crs == dataset.rio.crs
+    without = products.pixel_dataset({"LULC": arrays["LULC"]}, layout, layout.tiling.grid, [token_spec("LULC")], {})
+    assert set(without.data_vars) == {"LULC"}

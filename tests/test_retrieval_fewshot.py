@@ -44,3 +44,15 @@ def test_examples_only_where_the_embedding_is_nan_are_a_no_valid_data_error(samp
     holed = sample_embeddings.where(sample_embeddings.y < sample_embeddings.y[5])  # rows 0-5 nodata
     with pytest.raises(NoValidDataError, match="every example of 'west' lies where the embedding is NaN"):
         holed.terramind.fewshot(_two_points(sample_embeddings), crs=sample_embeddings.rio.crs.to_wkt())
+
+
+def test_fewshot_maps_int8_and_float16_embeddings_as_their_float32(cube, micro):
+    exact = cube.terramind.embed(micro)
+    points, crs = _two_points(exact), exact.rio.crs.to_wkt()
+    expected = exact.terramind.fewshot(points, crs=crs).compute()
+    # a cosine moves by at most the distances of both unit vectors from their float32 ones (each ~0.01 for int8)
+    for dtype, atol in (("int8", 0.02), ("float16", 1e-4)):
+        mapped = cube.terramind.embed(micro, dtype=dtype).terramind.fewshot(points, crs=crs).compute()
+        assert int(mapped.label[3, 4]) == 0 and int(mapped.label[20, 25]) == 1
+        assert (mapped.label.values == expected.label.values).mean() > 0.99
+        np.testing.assert_allclose(mapped.similarity.values, expected.similarity.values, atol=atol)

@@ -81,3 +81,22 @@ def test_an_export_without_an_index_says_how_to_build_one(sample_embeddings, tmp
         cells.similar((-75.62, 37.67))
     cells.build_index()
     assert cells.similar((-75.62, 37.67), k=2)["rank"].tolist() == [1, 2]
+
+
+def test_an_int8_embeddings_store_is_exported_and_searched(cube, micro, tmp_path):
+    """embed(dtype="int8") -> zarr -> xterramind.open -> export -> similar: the codes are decoded on the way."""
+    import xterramind
+
+    cube.terramind.embed(micro, dtype="int8", chunks=12).terramind.to_zarr(tmp_path / "int8.zarr")
+    stored = xterramind.open(tmp_path / "int8.zarr")
+    assert stored["embeddings"].dtype == np.int8
+    cells = retrieval.open(stored.terramind.export(tmp_path / "cells", cell=32).path)
+    exact = retrieval.open(cube.terramind.embed(micro, chunks=12).terramind.export(tmp_path / "exact", cell=32).path)
+    assert len(cells) == len(exact) == 15 * 15 and cells.meta["dim"] == 64
+    ids = [0, 37, 224]
+    assert np.abs(cells.vectors(ids) - exact.vectors(ids)).max() <= 0.008 * np.linalg.norm(exact.vectors(ids), axis=1).max()
+    for row_id in ids:
+        row = cells.rows([row_id]).iloc[0]
+        hits = cells.similar((row["lon"], row["lat"]), k=5)
+        assert hits.iloc[0]["cell_id"] == row["cell_id"] and hits.iloc[0]["score"] == pytest.approx(1.0, abs=1e-5)
+        assert list(hits["cell_id"])[:3] == list(exact.similar((row["lon"], row["lat"]), k=5)["cell_id"])[:3]

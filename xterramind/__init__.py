@@ -18,7 +18,7 @@ DEM. On it, ``cube.terramind`` offers:
     generate(targets, model)   other modalities: "LULC", "S1GRD", "DEM", "NDVI", ...
     tokenize / detokenize      TerraMind's discrete tokens and back
     plot()                     the right picture for what it is
-    to_zarr(path)              compute and write, region by region
+    to_zarr(path)              compute and write, region by region (compact: embed(dtype="int8"), then dequantize)
     export(path), fewshot()    embeddings to searchable GeoParquet cells; maps from a few examples
 
 Where the pixels come from: ``xterramind.stac.load(...)`` (STAC APIs and catalogues). Whole areas, up to a
@@ -31,11 +31,12 @@ Docs: the ``docs/`` site (``mkdocs serve``) and ``notebooks/quickstart.ipynb``.
 
 from . import accessor, stac  # noqa: F401  (registers the .terramind accessor; xterramind.stac.load)
 from .data import open_sample
+from .embed import dequantize
 from .errors import XterramindError
 from .facts import LULC_CLASSES
 from .models import TerraMindModel, list_models, load_model
 from .store import open_result as open  # xterramind.open(path), as xarray.open_zarr
 from .version import __version__
 
-__all__ = ["LULC_CLASSES", "TerraMindModel", "XterramindError", "__version__", "list_models", "load_model", "open",
-           "open_sample"]
+__all__ = ["LULC_CLASSES", "TerraMindModel", "XterramindError", "__version__", "dequantize", "list_models", "load_model",
+           "open", "open_sample"]

@@ -3,6 +3,7 @@ nearest one it does) and values of the wrong kind, each said with the keyword's 
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import inspect
@@ -12,7 +13,8 @@ import numpy as np
 
 from .errors import OptionError
 
-__all__ = ["check_keywords", "checked", "flag", "keywords", "names", "nearest", "number", "unknown", "whole_number"]
+__all__ = ["check_keywords", "checked", "dtype_name", "flag", "keywords", "names", "nearest", "number", "unknown",
+           "whole_number"]
 
 
 def keywords(function, skip=()) -> tuple[list[str], list[str]]:
@@ -157,3 +159,26 @@ def names(name: str, value, example: str) -> list[str]:
         raise OptionError(f"{name} takes a name or a list of names, e.g. {name}={example!r} or {name}=[{example!r}], "
                          f"got {value!r}")
     return listed
+
+
+def dtype_name(name: str, value, allowed, *, optional: bool = False) -> str | None:
+    """``value`` (a dtype's name, or a numpy dtype or type) as the name of one of the ``allowed`` dtypes, or an
+    error naming ``name`` and them. ``optional``: ``None`` and ``False`` are taken too (nothing stored).
+
+    Example:
+        >>> dtype_name("dtype", np.float16, ("float32", "float16"))
+        'float16'
+        >>> dtype_name("dtype", "f2", ("float32", "float16"))
+        Traceback (most recent call last):
+        OptionError: dtype must be 'float32' or 'float16', got 'f2'
+    """
+    if optional and (value is None or value is False):
+        return None
+    named = value if isinstance(value, str) else None
+    if named is None and value is not None and not isinstance(value, bool):  # np.dtype(None) is float64
+        with contextlib.suppress(TypeError, ValueError):
+            named = np.dtype(value).name
+    if named not in allowed:
+        listed = [repr(a) for a in allowed] + ["None (not stored)"] * optional
+        raise OptionError(f"{name} must be {', '.join(listed[:-1])} or {listed[-1]}, got {value!r}")
+    return named

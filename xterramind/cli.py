@@ -97,12 +97,13 @@ def export(args: argparse.Namespace) -> None:
     """Pool an embeddings zarr store into GeoParquet cells with a search index."""
     import xarray as xr
 
+    from .embed import dequantize
     from .retrieval import export as export_cells
 
     hint = ("export reads embeddings: the store of `xterramind demo` (xterramind-demo/embeddings.zarr) or of a run's "
             "verb: embed")
     try:
-        result = open_result(args.store, zone=args.zone)
+        result = dequantize(open_result(args.store, zone=args.zone))  # an int8 store: its vectors
     except StoreError as error:  # one about an area run's zones names its fix (--zone) already
         raise StoreError(str(error) if "zone" in str(error) else f"{error}; {hint}") from None
     names = list(result.data_vars) if isinstance(result, xr.Dataset) else [result.name]

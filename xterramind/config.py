@@ -12,7 +12,8 @@ A YAML (or JSON) mapping; paths are relative to the file:
     # source: {cube: scene.zarr}        #   an opened cube (zarr or GeoTIFF): the run uses its own grid
     # source: {synthetic: {modalities: [S2L2A], land: [9.0, 45.0, 9.2, 45.5]}}
     verb: embed                         # embed | generate | tokenize | detokenize
-    options: {batch_size: 64}           # the verb's options, e.g. {targets: [LULC], seed: 0} to generate
+    options: {batch_size: 64}           # the verb's options, e.g. {targets: [LULC], seed: 0} to generate,
+                                        # {dtype: int8} for a quarter of the size (embed), {probabilities: uint8}
     model: terramind_v1_base
     weights: auto                       # auto | random | a checkpoint file
     device: auto                        # auto | cuda | cuda:N | cpu (each worker's device)
@@ -221,6 +222,23 @@ def _check_verb(path: Path, verb, options: dict) -> None:
         example = yaml.safe_dump({name: runner.EXAMPLES.get(name, "...") for name in missing},
                                  default_flow_style=True).strip()
         raise ConfigError(f"{path}: verb: {verb} needs options: {example} (or other values)")
+    for key, choices in _option_choices().items():
+        _check_choice(path, f"options: {key}:", options, key, choices)
+
+
+def _option_choices() -> dict:
+    """The verb options with a few values, as the file spells them (the verbs check them again, in Python's words)."""
+    from .embed import DTYPES
+    from .products import PROBABILITIES
+
+    return {"dtype": DTYPES, "probabilities": (*PROBABILITIES, None, False)}
+
+
+def _check_choice(path: Path, said: str, settings: dict, key: str, choices) -> None:
+    """``settings[key]``, when set, is one of ``choices``, of the very type (``true`` is not ``1``)."""
+    if key in settings and not any(settings[key] == value and type(settings[key]) is type(value) for value in choices):
+        spelt = ", ".join(_said(value) if isinstance(value, bool) or value is None else str(value) for value in choices)
+        raise ConfigError(f"{path}: {said} must be one of {spelt}, got {_said(settings[key])}")
 
 
 def _check_settings(path: Path, raw: dict) -> None:
@@ -229,9 +247,7 @@ def _check_settings(path: Path, raw: dict) -> None:
     from .models import get_config
 
     for key, choices in CHOICES.items():
-        if key in raw and not any(raw[key] == value and type(raw[key]) is type(value) for value in choices):
-            spelt = ", ".join(str(value).lower() for value in choices)
-            raise ConfigError(f"{path}: {key}: must be one of {spelt}, got {_said(raw[key])}")
+        _check_choice(path, f"{key}:", raw, key, choices)
     for key, what in TEXTS.items():
         if key in raw and not (isinstance(raw[key], str) or (key == "cluster" and raw[key] is None)):
             raise ConfigError(f"{path}: {key}: must be {what}, got {_said(raw[key])}")

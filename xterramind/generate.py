@@ -41,12 +41,15 @@ def prepare(
     chunks: int | None = None,
     batch_size: int | None = None,
     blend: bool = True,
+    probabilities: str | None = "float32",
     coords: bool = False,
     check_input: bool = True,
 ) -> Prepared:
-    """Generating ``targets`` from the cube: a Dataset on the input's pixel grid (see the accessor)."""
+    """Generating ``targets`` from the cube: a Dataset on the input's pixel grid (see the accessor). LULC's
+    ``probabilities`` are stored as ``"float32"``, ``"uint8"`` (within 1/508, CF-packed) or not at all (``None``)."""
     check_model(model)
     specs, seed, blend = _targets(targets), whole_number("seed", seed), flag("blend", blend)
+    probabilities = products.probabilities_option(probabilities)
     layout = lay_out(cube, model, modalities, tile_size=tile_size, overlap=overlap, chunks=chunks,
                      batch_size=batch_size, coords=coords, check_input=check_input)
     taken = {resolve_modality(name).name for name in layout.tiles.modalities}
@@ -55,12 +58,12 @@ def prepare(
         raise InputError(f"{clash} are inputs already; generate other modalities, or drop them from the inputs")
     sampling = Sampling(whole_number("top_k", top_k, 0), number("top_p", top_p, 0, 1),
                         number("temperature", temperature, 0), whole_number("timesteps", timesteps, 1))
-    job = products.PixelJob(layout.tiles, tuple(spec.name for spec in specs), sampling, seed, blend)
+    job = products.PixelJob(layout.tiles, tuple(spec.name for spec in specs), sampling, seed, blend, probabilities)
     attrs = provenance(model, layout.tiles.modalities + ("coords",) * coords, seed, layout) | {
         "top_k": sampling.top_k, "top_p": sampling.top_p, "temperature": sampling.temperature,
         "timesteps": sampling.timesteps, "blend": int(blend),
         "tokenizers": {spec.name.removeprefix("tok_"): model.tokenizer_weights_id(spec.name) for spec in specs}}
-    return Prepared(GENERATE, layout, job, model, products.outputs(specs),
+    return Prepared(GENERATE, layout, job, model, products.outputs(specs, probabilities),
                     lambda arrays: products.pixel_dataset(arrays, layout, layout.tiling.grid, specs, attrs))
 
 

@@ -2,7 +2,10 @@
 output is blended as, how blended means become products, and the georeferenced Dataset they make.
 
 LULC blends class probabilities (each tile's softmax) and takes the argmax after blending, never before;
-images blend standardized pixels and come back in physical units.
+images blend standardized pixels and come back in physical units. The blended probabilities are then stored as
+``probabilities`` says: ``"float32"``, ``"uint8"`` (CF-packed: ``round(p * 254)``, 255 where nodata, with the
+attributes ``scale_factor`` 1/254 and ``_FillValue`` 255 that ``xarray.open_zarr`` decodes; within 1/508 of the
+float value, a quarter of the size) or ``None`` (not stored). The classes always come from the float blend.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from .arguments import dtype_name
 from .engine import Layout
 from .facts import LULC_CLASSES, LULC_NODATA
 from .geo import georeferenced
@@ -33,6 +37,21 @@ class PixelJob:
     sampling: Sampling
     seed: int
     blend: bool = True  # False: every pixel from the tile owning its token (seams show; for comparison)
+    probabilities: str | None = "float32"  # how LULC_probability is stored: one of ``PROBABILITIES``, None: not
+
+
+PROBABILITIES = ("uint8", "float32")  # how LULC probabilities are stored; None (or False): not at all
+PROBABILITY_STEPS, PROBABILITY_FILL = 254, 255  # uint8: p = q / 254, 255 where nodata
+
+
+def probabilities_option(value) -> str | None:
+    """The ``probabilities`` option checked: ``"uint8"``, ``"float32"`` or ``None`` (``False``: None too).
+
+    Example:
+        >>> probabilities_option(False) is None
+        True
+    """
+    return dtype_name("probabilities", value, PROBABILITIES, optional=True)
 
 
 def pixel_spec(token: ModalitySpec) -> tuple[str, tuple[str, ...]]:
@@ -52,13 +71,15 @@ def blending(job: PixelJob) -> dict:
     return {"channels": channels, "blend": job.blend}
 
 
-def outputs(targets: Sequence[ModalitySpec]) -> dict[str, tuple]:
-    """Per output variable: dtype and leading block shape."""
+def outputs(targets: Sequence[ModalitySpec], probabilities: str | None = "float32") -> dict[str, tuple]:
+    """Per output variable: dtype and leading block shape (``LULC_probability`` as ``probabilities`` stores it)."""
     found = {}
     for spec in targets:
         name, bands = pixel_spec(spec)
         if name == "LULC":
-            found |= {"LULC": (np.uint8, ()), "LULC_probability": (np.float32, (len(LULC_CLASSES),))}
+            found["LULC"] = (np.uint8, ())
+            if probabilities:
+                found["LULC_probability"] = (np.dtype(probabilities), (len(LULC_CLASSES),))
         else:
             found[name] = (np.float32, (len(bands),))
     return found
@@ -71,20 +92,28 @@ def as_blended(name: str, value: torch.Tensor) -> torch.Tensor:
 
 def finish(job: PixelJob, model: TerraMindModel, blended: tuple[dict[str, torch.Tensor], torch.Tensor]
            ) -> dict[str, np.ndarray]:
-    """Blended standardized outputs -> products: LULC classes and probabilities, images in physical units."""
+    """Blended standardized outputs -> products: LULC classes (from the float blend) and probabilities as
+    ``job.probabilities`` stores them, images in physical units."""
     means, mask = blended
+    probabilities = getattr(job, "probabilities", "float32")  # without a job: as PixelJob's default
     out = {}
     for name, mean in means.items():
         if name == "LULC":
             classes = torch.where(mask, mean.nan_to_num(-1.0).argmax(dim=0), LULC_NODATA)
-            out |= {"LULC": classes.to(torch.uint8).numpy(), "LULC_probability": mean.numpy()}
+            out["LULC"] = classes.to(torch.uint8).numpy()
+            if probabilities == "uint8":
+                packed = (mean * PROBABILITY_STEPS).round().clamp(0, PROBABILITY_STEPS).nan_to_num(PROBABILITY_FILL)
+                out["LULC_probability"] = packed.to(torch.uint8).numpy()
+            elif probabilities:
+                out["LULC_probability"] = mean.numpy()
         else:
             out[name] = model.denormalize(name, mean).numpy()
     return out
 
 
 def pixel_dataset(arrays, layout: Layout, pixel_grid: PixelGrid, specs, attrs) -> xr.Dataset:
-    """The georeferenced Dataset of a pixel verb's outputs, on the pixel grid of its token regions."""
+    """The georeferenced Dataset of a pixel verb's outputs, on the pixel grid of its token regions (LULC's
+    probabilities only where ``arrays`` has them; uint8 ones with their CF packing attributes)."""
     tokens = layout.tiling.tokens
     grid = PixelGrid(pixel_grid.crs, pixel_grid.transform, tokens.height * layout.tiling.patch,
                      tokens.width * layout.tiling.patch)
@@ -97,9 +126,8 @@ def pixel_dataset(arrays, layout: Layout, pixel_grid: PixelGrid, specs, attrs) -
                 "long_name": "land use / land cover class", "flag_values": list(range(len(LULC_CLASSES))),
                 "flag_meanings": " ".join(c.replace(" ", "_").replace("/", "_") for c in LULC_CLASSES),
                 "nodata": LULC_NODATA})
-            variables["LULC_probability"] = xr.DataArray(
-                arrays["LULC_probability"], dims=(*time, "class", "y", "x"), coords={"class": np.arange(len(LULC_CLASSES))},
-                attrs={"long_name": "class probability, blended across tiles", "class_names": list(LULC_CLASSES)})
+            if "LULC_probability" in arrays:
+                variables["LULC_probability"] = _probability(arrays["LULC_probability"], time)
         else:
             units = next((s.units for s in MODALITIES.values() if s.name == name), "")
             variables[name] = xr.DataArray(arrays[name], dims=(*time, f"{name}_band", "y", "x"),
@@ -109,3 +137,13 @@ def pixel_dataset(arrays, layout: Layout, pixel_grid: PixelGrid, specs, attrs) -
     for var in dataset.data_vars.values():
         var.attrs |= {k: v for k, v in attrs.items() if k not in var.attrs}
     return georeferenced(dataset, grid)
+
+
+def _probability(values, time: tuple) -> xr.DataArray:
+    # CF packing, which xarray.open_zarr (and GDAL) decode; ``nodata`` for the store's regions without data (zarr
+    # v3 keeps a fill value of its own, 0)
+    packing = ({"scale_factor": np.float32(1 / PROBABILITY_STEPS), "_FillValue": np.uint8(PROBABILITY_FILL),
+                "nodata": PROBABILITY_FILL} if values.dtype == np.uint8 else {})
+    return xr.DataArray(values, dims=(*time, "class", "y", "x"), coords={"class": np.arange(len(LULC_CLASSES))},
+                        attrs={"long_name": "class probability, blended across tiles",
+                               "class_names": list(LULC_CLASSES)} | packing)

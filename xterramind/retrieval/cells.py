@@ -21,6 +21,7 @@ import xarray as xr
 
 from .. import executor
 from ..arguments import whole_number
+from ..embed import dequantize
 from ..errors import InputError, NoValidDataError, OptionError, StoreExistsError
 from ..geo import grid_of, transformer
 from ..grid import PixelGrid
@@ -74,7 +75,8 @@ def export(embeddings: xr.DataArray, path, *, cell: int = 224, quantize: str | N
     ``geopandas.read_parquet(path)`` reads them all. The same as ``embeddings.terramind.export(path)``.
 
     Args:
-        embeddings: the embeddings DataArray from ``embed``, lazy or opened from its zarr store.
+        embeddings: the embeddings from ``embed``, lazy or opened from its zarr store: float32 or float16, or the
+            Dataset of ``dtype="int8"`` (decoded with ``xterramind.dequantize``).
         path (str | os.PathLike): the folder to write; it must not exist unless ``overwrite``.
         cell: cell side in pixels, a multiple of the 16-px token (224: one TerraMind tile).
         quantize: ``None`` (float32 vectors) or ``"int8"`` (int8 with one float32 scale per vector, a
@@ -96,6 +98,7 @@ def export(embeddings: xr.DataArray, path, *, cell: int = 224, quantize: str | N
         >>> print(report)
     """
     started = clock.perf_counter()
+    embeddings = dequantize(embeddings)  # int8 codes to vectors, float16 to float32
     size = _cell_tokens(embeddings, cell)
     if quantize not in (None, "int8"):
         raise OptionError(f"quantize must be None or 'int8', got {quantize!r}")

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 import numpy as np
 import xarray as xr
 
+from ..embed import dequantize
 from ..errors import InputError, NoValidDataError
 from ..geo import grid_of, transformer
 from .index import normalized
@@ -27,7 +28,8 @@ def fewshot(embeddings: xr.DataArray, examples: Mapping, *, crs: str = "EPSG:432
     protocol), so one example per label already gives a map; more examples, or polygons, steady it.
 
     Args:
-        embeddings: the result of ``embed`` for one date (select it first with ``isel(time=...)``).
+        embeddings: the result of ``embed`` for one date (select it first with ``isel(time=...)``), of any
+            ``dtype`` (int8 ones decoded with ``xterramind.dequantize``).
         examples: ``{label: [points or polygons]}``; a point is ``(x, y)``, a polygon a shapely geometry
             or GeoJSON; or a GeoDataFrame with a ``label`` column. At least two labels.
         crs: the CRS of the examples' coordinates.
@@ -44,6 +46,7 @@ def fewshot(embeddings: xr.DataArray, examples: Mapping, *, crs: str = "EPSG:432
         >>> mapped = embeddings.terramind.fewshot({"water": [(-75.621, 37.655)], "fields": [(-75.64, 37.687)]})
         >>> mapped.label.plot()
     """
+    embeddings = dequantize(embeddings)  # int8 codes to vectors, float16 to float32
     if "time" in embeddings.dims:
         raise InputError("few-shot mapping works on one date: select it first, e.g. embeddings.isel(time=0)")
     if not isinstance(embeddings, xr.DataArray) or "embedding" not in embeddings.dims:
