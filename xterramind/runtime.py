@@ -1,16 +1,20 @@
 """Process-side choices: which device, which precision, and one shared model per recipe per process.
 
 A Dask worker that unpickles a model handle gets the process's shared copy, so each worker
-process loads each model once, however many tasks use it.
+process loads each model once, however many tasks use it. A worker process a nanny started is also
+given back what the nanny's environment takes from torch (``use_worker_settings``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import sys
 import threading
 from collections import Counter
 
+import dask.system
 import torch
 
 from .errors import OptionError
@@ -21,6 +25,14 @@ PRECISIONS = {"fp32": None, "float32": None, "bf16": torch.bfloat16, "bfloat16":
 _models: dict = {}
 _models_lock = threading.Lock()
 loads: Counter = Counter()  # model name -> number of modules built in this process (tests read it)
+worker_settings: dict = {}  # what use_worker_settings gave this Dask worker process, and how often (tests read it)
+_worker_lock = threading.Lock()
+
+# glibc's mallopt parameter and the ceiling its adaptive mmap threshold reaches on 64-bit systems without
+# MALLOC_TRIM_THRESHOLD_ (measured, benchmarks/workers.py: this is what costs; the trim threshold itself does not,
+# so distributed's stays, returning freed memory early as its memory monitor wants)
+MALLOPT = {"M_MMAP_THRESHOLD": -3}
+MALLOC_THRESHOLDS = {"M_MMAP_THRESHOLD": 32 * 2**20}
 
 
 def device_named(device: str | torch.device) -> torch.device | None:
@@ -96,16 +108,94 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def torch_threads_setting() -> int | None:
+    """``XTERRAMIND_TORCH_THREADS`` as a number of torch threads, ``None`` when it is unset or empty.
+
+    Raises:
+        OptionError: a value that is not a positive whole number.
+
+    Example:
+        >>> torch_threads_setting()   # unset
+    """
+    wanted = os.environ.get("XTERRAMIND_TORCH_THREADS", "").strip()
+    if not wanted:
+        return None
+    if not wanted.isdigit() or int(wanted) < 1:
+        raise OptionError(f"XTERRAMIND_TORCH_THREADS={wanted!r}: give a positive whole number of torch threads, "
+                          "e.g. XTERRAMIND_TORCH_THREADS=4, or unset it")
+    return int(wanted)
+
+
 def use_thread_setting() -> None:
     """Apply ``XTERRAMIND_TORCH_THREADS`` to torch in this process (Dask's nanny pins workers to one
     thread; a CPU worker meant to use every core says so through this variable)."""
-    wanted = os.environ.get("XTERRAMIND_TORCH_THREADS")
-    if wanted and torch.get_num_threads() != int(wanted):
-        torch.set_num_threads(int(wanted))
+    wanted = torch_threads_setting()
+    if wanted and torch.get_num_threads() != wanted:
+        torch.set_num_threads(wanted)
+
+
+def use_worker_settings() -> None:
+    """In a Dask worker process that a nanny started, undo what the nanny's environment does to the model; elsewhere
+    (this process as a driver, the threads of an in-process cluster) nothing.
+
+    The nanny starts each worker with ``OMP_NUM_THREADS=1`` (torch on one core) and ``MALLOC_TRIM_THRESHOLD_``,
+    which turns off glibc's adaptive thresholds: every buffer over 128 kiB is then a fresh mmap, zeroed page by page
+    (the model's CPU time x 1.5). The first call in such a process (from a task: the handle's model or device lane)
+    gives torch the worker's cores, ``XTERRAMIND_TORCH_THREADS`` or else its thread count (a deployment's share of
+    the host's cores: one thread per core by default, so workers sharing a host do not oversubscribe it), and sets
+    glibc's mmap threshold where adaptation would take it (``MALLOC_THRESHOLDS``). Each later call makes the
+    calling thread use that many torch threads too (torch counts them per thread).
+
+    Example:
+        >>> use_worker_settings()        # in the driver: nothing
+        >>> worker_settings
+        {}
+    """
+    threads = worker_settings.get("torch threads") or _set_up_worker()
+    if threads and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+def _set_up_worker() -> int | None:
+    """The worker's torch threads after its one-time set-up, or None outside a nanny's worker process."""
+    worker = _nanny_worker()
+    if worker is None:
+        return None
+    with _worker_lock:
+        if "torch threads" not in worker_settings:
+            threads = torch_threads_setting() or min(worker.state.nthreads, dask.system.CPU_COUNT)
+            worker_settings.update({"torch threads": threads, "malloc": _malloc_thresholds(),
+                                    "set up": worker_settings.get("set up", 0) + 1})
+    return worker_settings["torch threads"]
+
+
+def _nanny_worker():
+    """The Dask worker running this task, if a nanny started its process (a process of its own, never the driver)."""
+    distributed = sys.modules.get("distributed")  # a process that never imported it is no worker: not imported here
+    if distributed is None:
+        return None
+    try:
+        worker = distributed.get_worker()
+    except ValueError:  # not in a task
+        return None
+    return worker if worker.nanny else None
+
+
+def _malloc_thresholds() -> dict:
+    """Set glibc's ``MALLOC_THRESHOLDS`` where ``MALLOC_TRIM_THRESHOLD_`` froze its adaptive ones (and no
+    ``MALLOC_MMAP_THRESHOLD_`` chose one): what was set."""
+    if "MALLOC_TRIM_THRESHOLD_" not in os.environ or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return {}
+    libc = ctypes.CDLL(None)
+    if not hasattr(libc, "gnu_get_libc_version"):  # another C library (musl, macOS): the variable meant nothing
+        return {}
+    return {name: value for name, value in MALLOC_THRESHOLDS.items() if libc.mallopt(MALLOPT[name], value) == 1}
 
 
 def shared(key, build):
-    """The process-wide object for ``key``, built once by ``build()`` even when threads race."""
+    """The process-wide object for ``key``, built once by ``build()`` even when threads race (in a Dask worker
+    process, after ``use_worker_settings``)."""
+    use_worker_settings()
     with _models_lock:
         if key not in _models:
             _models[key] = build()

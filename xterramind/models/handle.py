@@ -119,6 +119,7 @@ class TerraMindModel:
     @property
     def module(self) -> TerraMind:
         """The loaded ``torch.nn.Module`` (the encoder, or the whole model once the decoder was needed)."""
+        runtime.use_worker_settings()  # every model call comes here: in a Dask worker, torch on the worker's cores
         with self._lock:
             if self._module is None:
                 self._module = self._build(decoder=False)
@@ -134,6 +135,7 @@ class TerraMindModel:
             >>> module.has_decoder
             True
         """
+        runtime.use_worker_settings()
         with self._lock:
             if self._module is None or not self._module.has_decoder:
                 self._module = self._build(decoder=True)
@@ -161,6 +163,7 @@ class TerraMindModel:
             'tok_LULC'
         """
         config = tokenizer_config(modality, self.config.tokenizers)
+        runtime.use_worker_settings()
         with self._lock:
             if config.name not in self._tokenizers:
                 self._tokenizers[config.name] = self._build_tokenizer(config)
