@@ -382,7 +382,7 @@ def test_ctrl_c_stops_a_write_within_a_region_and_the_same_call_resumes(result, 
     out, err = process.communicate(timeout=60)
     done = _done(store)
     assert process.returncode != 0 and "regions written" not in out  # it stopped, not finished
-    assert done <= at_signal + 2  # the two regions in flight finish; nothing new starts
+    assert done <= at_signal + executor.local_threads()  # the regions in flight finish; nothing new starts
     assert f"interrupted after {done} of 25 regions; run the same call again to resume" in err
     assert "Interrupted" in err and "executor.py" not in err.split("Interrupted")[-1]
 
