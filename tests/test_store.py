@@ -10,7 +10,7 @@ import xarray as xr
 import zarr
 
 import xterramind
-from xterramind import verb
+from xterramind import executor, verb
 from xterramind.errors import InputError
 from xterramind.grid import Tiling
 from xterramind.models.handle import TerraMindModel
