@@ -37,7 +37,7 @@ STORE_READER = re.compile(r"open|read|load", re.IGNORECASE)  # a call by such a 
 ZARR_STRING = re.compile(r"""ZARR:(?:"(?P<quoted>[^"]+)"|(?P<bare>[^\s"'`:]+)):(?P<inner>/[\w/]*)""")
 GDALINFO = re.compile(r"gdalinfo\s+([^`\n]+)")
 ZONE = re.compile(r"utm\d{1,2}[ns]")
-KINDS = {"lulc": "lulc", "embeddings": "embeddings", "area": "area", "europe": "area"}  # store name -> store
+KINDS = {"lulc": "lulc", "embeddings": "embeddings", "int8": "embeddings", "area": "area", "europe": "area"}  # store name -> store
 
 
 @dataclass(frozen=True)
