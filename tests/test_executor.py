@@ -149,9 +149,9 @@ def test_the_default_width_is_the_local_threads(monkeypatch):
     with dask.config.set(num_workers=5):
         assert executor.local_threads() == 5
     monkeypatch.setattr(executor.os, "cpu_count", lambda: 1)
-    assert executor.local_threads() == 2  # one region queued on the device while the core cuts the next
+    assert executor.local_threads() == 2  # one region on the device lane while the core reads the next
     monkeypatch.setattr(executor.os, "cpu_count", lambda: 16)
-    assert executor.local_threads() == 17  # a GPU machine's every core
+    assert executor.local_threads() == 16  # a GPU machine's every core
     monkeypatch.setattr(executor, "local_threads", lambda: 1)
     executor.execute([Job((Stage(functools.partial(held, i)),)) for i in range(4)], "one", progress_bar=False)
     assert IN_FLIGHT["most"] == 1
