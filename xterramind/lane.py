@@ -20,7 +20,10 @@ AHEAD_TILES = 128  # and tiles: a CPU's batches of 8 queue a region's worth, eno
 
 
 def lane(model) -> ThreadPoolExecutor:
-    """The process's thread for ``model``'s device (one per device, shared by every region task and model)."""
+    """The process's thread for ``model``'s device (one per device, shared by every region task and model). Asked
+    for from a task's own thread, where a Dask worker can be told apart (``runtime.use_worker_settings``): the
+    lane's thread is no task, and the model calls it makes then find the worker's settings made."""
+    runtime.use_worker_settings()
     device = str(model.device)
     return runtime.shared(("lane", device),
                           lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"xterramind-{device}"))

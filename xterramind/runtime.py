@@ -193,9 +193,7 @@ def _malloc_thresholds() -> dict:
 
 
 def shared(key, build):
-    """The process-wide object for ``key``, built once by ``build()`` even when threads race (in a Dask worker
-    process, after ``use_worker_settings``)."""
-    use_worker_settings()
+    """The process-wide object for ``key``, built once by ``build()`` even when threads race."""
     with _models_lock:
         if key not in _models:
             _models[key] = build()
