@@ -146,3 +146,12 @@ def test_uint8_probabilities_carry_the_cf_packing_xarray_decodes(layout, micro):
     assert floats.attrs["class_names"] == list(LULC_CLASSES) and floats.rio.crs == dataset.rio.crs
     without = products.pixel_dataset({"LULC": arrays["LULC"]}, layout, layout.tiling.grid, [token_spec("LULC")], {})
     assert set(without.data_vars) == {"LULC"}
+
+
+def test_most_likely_is_argmax_over_classes_taking_the_first_of_ties():
+    generator = torch.Generator().manual_seed(3)
+    values = torch.randint(0, 4, (10, 37, 41), generator=generator).float() / 4  # many ties
+    assert products.most_likely(values).dtype == torch.uint8
+    np.testing.assert_array_equal(products.most_likely(values).numpy(), values.numpy().argmax(axis=0))
+    smooth = torch.rand(10, 5, 7, generator=generator)
+    np.testing.assert_array_equal(products.most_likely(smooth).numpy(), smooth.argmax(dim=0).numpy())
