@@ -150,8 +150,14 @@ def _tile_batch(model: TerraMindModel, name: str, window: torch.Tensor, mask, ba
     """One modality's tiles of a batch, standardized on the model's device; invalid pixels at the band mean (0)."""
     p, size = tiles.patch, tiles.tile_tokens * tiles.patch
     crops = [(slice(y * p, y * p + size), slice(x * p, x * p + size)) for y, x in (ref.window_origin for ref in batch)]
-    stacked = _to_device(torch.stack([window[(slice(None), *crop)] for crop in crops]), model.device)
-    stacked = model.normalize(name, stacked.to(torch.float32), inplace=True)  # raw units cross, floats made there
+    raw = [window[(slice(None), *crop)] for crop in crops]
+    if model.device.type == "cpu":  # the host is the device: each crop made float as it is copied, in one pass
+        stacked = torch.empty((len(raw), len(window), size, size), dtype=torch.float32)
+        for tile, crop in zip(stacked, raw, strict=True):
+            tile.copy_(crop)
+    else:  # raw units cross to the device, floats are made there
+        stacked = _to_device(torch.stack(raw), model.device).to(torch.float32)
+    stacked = model.normalize(name, stacked, inplace=True)
     if mask is not None:
         keep = _to_device(torch.stack([mask[crop] for crop in crops]), model.device)
         stacked.masked_fill_(~keep[:, None], 0.0)
