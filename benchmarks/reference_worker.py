@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.timing import measure
 
 
-def _registries():
+def registries():
     library = torch.library.Library("torchvision", "DEF")  # PyPI torchvision beside a CPU torch
     library.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     library.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
@@ -53,7 +53,7 @@ def _call(kind: str, model, batch: int):
 
 def main() -> None:
     torch.set_num_threads(int(sys.argv[1]) if len(sys.argv) > 1 else 2)
-    _library, backbones, full = _registries()
+    _library, backbones, full = registries()
     models = {}
     for line in sys.stdin:
         request = json.loads(line)

@@ -69,16 +69,16 @@ def test_autocast_computes_in_the_precision_asked():
     assert layer.weight.dtype == torch.float32
 
 
-def test_the_thread_setting_is_applied_from_the_environment(monkeypatch):
+def test_the_thread_setting_is_applied_from_the_environment_outside_a_worker_too(monkeypatch):
     before = torch.get_num_threads()
     monkeypatch.setenv("XTERRAMIND_TORCH_THREADS", "1")
     try:
-        runtime.use_thread_setting()
+        runtime.use_worker_settings()
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
     monkeypatch.delenv("XTERRAMIND_TORCH_THREADS")
-    runtime.use_thread_setting()
+    runtime.use_worker_settings()
     assert torch.get_num_threads() == before
 
 
@@ -106,7 +106,7 @@ def test_a_torch_threads_setting_that_is_no_count_is_an_option_error_naming_the_
     monkeypatch.setenv("XTERRAMIND_TORCH_THREADS", spelt)
     with pytest.raises(OptionError, match=rf"XTERRAMIND_TORCH_THREADS='{re.escape(spelt)}': give a positive whole "
                                           r"number of torch threads, e\.g\. XTERRAMIND_TORCH_THREADS=4, or unset it"):
-        runtime.use_thread_setting()
+        runtime.use_worker_settings()
 
 
 class FakeWorker:

@@ -77,9 +77,6 @@ class SourceReader:
 
 def model_stage(windows, *, work: RegionWork, index) -> tuple[dict[str, np.ndarray] | None, int]:
     """Run the verb on the region's windows: its blocks by output (None without a valid pixel), and the tiles."""
-    from . import runtime
-
-    runtime.use_thread_setting()
     if windows is None or not work.tiles.valid(windows).any():
         return None, 0
     region = work.region(index)

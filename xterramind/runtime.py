@@ -126,17 +126,9 @@ def torch_threads_setting() -> int | None:
     return int(wanted)
 
 
-def use_thread_setting() -> None:
-    """Apply ``XTERRAMIND_TORCH_THREADS`` to torch in this process (Dask's nanny pins workers to one
-    thread; a CPU worker meant to use every core says so through this variable)."""
-    wanted = torch_threads_setting()
-    if wanted and torch.get_num_threads() != wanted:
-        torch.set_num_threads(wanted)
-
-
 def use_worker_settings() -> None:
     """In a Dask worker process that a nanny started, undo what the nanny's environment does to the model; elsewhere
-    (this process as a driver, the threads of an in-process cluster) nothing.
+    (this process as a driver, the threads of an in-process cluster) only ``XTERRAMIND_TORCH_THREADS``, where set.
 
     The nanny starts each worker with ``OMP_NUM_THREADS=1`` (torch on one core) and ``MALLOC_TRIM_THRESHOLD_``,
     which turns off glibc's adaptive thresholds: every buffer over 128 kiB is then a fresh mmap, zeroed page by page
@@ -151,7 +143,7 @@ def use_worker_settings() -> None:
         >>> worker_settings
         {}
     """
-    threads = worker_settings.get("torch threads") or _set_up_worker()
+    threads = worker_settings.get("torch threads") or _set_up_worker() or torch_threads_setting()
     if threads and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
 
