@@ -48,7 +48,8 @@ def test_classes_are_the_argmax_of_blended_probabilities_and_images_come_back_in
     mask = torch.tensor([[True, True], [True, False]])
     mean[:, ~mask] = float("nan")
     standardized = torch.full((2, 2, 2), 0.5)
-    out = products.finish(None, micro, ({"LULC": mean.clone(), "S1GRD": standardized}, mask))
+    job = products.PixelJob(None, ("tok_LULC", "tok_S1GRD"), Sampling(), 0)
+    out = products.finish(job, micro, ({"LULC": mean.clone(), "S1GRD": standardized}, mask))
     assert set(out) == {"LULC", "LULC_probability", "S1GRD"} and out["LULC"].dtype == np.uint8
     np.testing.assert_array_equal(out["LULC"], [[3, 1], [1, LULC_NODATA]])
     np.testing.assert_array_equal(np.isnan(out["LULC_probability"]), np.broadcast_to(~mask.numpy(), (10, 2, 2)))

@@ -106,15 +106,14 @@ def finish(job: PixelJob, model: TerraMindModel, blended: tuple[dict[str, torch.
     """Blended standardized outputs -> products: LULC classes (from the float blend) and probabilities as
     ``job.probabilities`` stores them, images in physical units."""
     means, mask = blended
-    probabilities = getattr(job, "probabilities", "float32")  # without a job: as PixelJob's default
     out = {}
     for name, mean in means.items():
         if name == "LULC":
             out["LULC"] = most_likely(mean).masked_fill_(~mask, LULC_NODATA).numpy()
-            if probabilities == "uint8":
+            if job.probabilities == "uint8":
                 packed = (mean * PROBABILITY_STEPS).round_().clamp_(0, PROBABILITY_STEPS).nan_to_num_(PROBABILITY_FILL)
                 out["LULC_probability"] = packed.to(torch.uint8).numpy()
-            elif probabilities:
+            elif job.probabilities:
                 out["LULC_probability"] = mean.numpy()
         else:
             out[name] = model.denormalize(name, mean).numpy()
