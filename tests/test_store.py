@@ -468,3 +468,16 @@ def test_an_interrupted_overwrite_says_how_to_resume_it(result, tmp_path, monkey
     monkeypatch.undo()
     report = result.terramind.to_zarr(tmp_path / "emb.zarr", progress=False)  # as it says
     assert (report.skipped, report.written) == (2, 7)
+
+
+def test_a_region_is_empty_only_when_not_one_of_its_values_is_finite_or_unlike_the_fill(result, tmp_path):
+    """The emptiness check looks a few rows at a time: a value in a block's very last element still counts."""
+    last = (-1, result.chunks[1][0] - 1, result.chunks[2][0] - 1)  # the last element of the first region's block
+    keep = np.zeros(result.shape, dtype=bool)
+    keep[last] = True
+    kept = result.where(xr.DataArray(keep, dims=result.dims))
+    classes = (kept.notnull() * 3).astype(np.uint8).rename("classes")
+    classes.encoding["_FillValue"] = 0  # elsewhere the fill
+    for lazy, name in ((kept, "floats.zarr"), (classes, "ints.zarr")):
+        report = lazy.terramind.to_zarr(tmp_path / name, progress=False)
+        assert (report.written, report.empty) == (9, 8)
