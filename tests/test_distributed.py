@@ -48,3 +48,20 @@ def test_generated_lulc_on_the_cluster_equals_the_local_result(client, tmp_path)
     np.testing.assert_allclose(stored.LULC_probability.values, expected.LULC_probability.values, atol=1e-5, rtol=0)
     loads = client.run(lambda: dict(runtime.loads))
     assert all(counts.get("tokenizer LULC") == 1 for counts in loads.values())
+
+
+def test_a_cube_source_reads_its_window_on_the_task_s_own_thread_in_a_worker(distributed_leftovers_undone):
+    """A worker of one thread: a read that went through the cluster's scheduler would wait for chunk tasks that
+    nobody can run (the deadlock an area run over a dask cube met when every thread held such a read)."""
+    from xterramind.geo import grid_of
+    from xterramind.sources import CubeSource
+
+    cube = xterramind.open_sample().chunk({"y": 64, "x": 64})  # dask chunks: the read computes a graph
+    source, grid = CubeSource(cube), grid_of(cube, "sample")
+    expected = cube.isel(y=slice(0, 96), x=slice(32, 160)).values
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster, \
+            Client(cluster, set_as_default=False) as client:
+        read = client.submit(lambda: source.read(grid, ((0, 96), (32, 160))).values, pure=False)
+        np.testing.assert_array_equal(read.result(timeout=60), expected)
+        seen = client.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.task_prefixes))
+    assert seen == ["lambda"]  # the read's task, and none of the cube's chunks went through the scheduler

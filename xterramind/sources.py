@@ -163,7 +163,9 @@ class CubeSource:
             Frozen({'band': 13, 'y': 240, 'x': 240})
         """
         (row0, row1), (col0, col1) = window
-        return self.cube.isel(y=slice(row0, row1), x=slice(col0, col1)).load()
+        # on this thread: in a worker's task the cluster's scheduler is the default one, and its threads may all be
+        # region tasks waiting for these very chunks (a deadlock)
+        return self.cube.isel(y=slice(row0, row1), x=slice(col0, col1)).load(scheduler="sync")
 
 
 # -- synthetic pixels -----------------------------------------------------------------------------------
@@ -368,7 +370,7 @@ class StacSource:
                          mask_clouds=self.mask_clouds, chunks=max(part.shape))
         if "time" in cube.dims:
             raise OptionError(f"{cube.sizes['time']} dates in {self.time}: a run takes one per pixel; pass composite='median'")
-        return cube.load()
+        return cube.load(scheduler="threads")  # local threads for the assets' I/O, never the cluster (see CubeSource)
 
     def _items(self, grid: PixelGrid, window: Window) -> list:
         from . import stac
