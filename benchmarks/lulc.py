@@ -97,19 +97,17 @@ def main() -> None:
         folder = Path(folder)
         for size in args.sizes:
             cube = build_source(size, folder, L2A_BANDS)
-            pixels = folder / f"pixels-{size}.npy"
-            np.save(pixels, open_source(cube).values)
-            runs = {"xterramind, float32 probabilities": [], "xterramind, uint8 probabilities": [],
-                    "terratorch tiled_inference": []}
-            for _ in range(args.rounds):
-                runs["xterramind, float32 probabilities"].append(
-                    _child("xterramind", cube, folder / "lulc.zarr", args.batch, "float32"))
-                if args.reference_python:
-                    runs["terratorch tiled_inference"].append(
-                        _child("terratorch", pixels, args.batch, python=args.reference_python))
-                runs["xterramind, uint8 probabilities"].append(
-                    _child("xterramind", cube, folder / "lulc.zarr", args.batch, "uint8"))
-            best = {what: min(found, key=lambda run: run["seconds"]) for what, found in runs.items() if found}
+            ways = {f"xterramind, {kind} probabilities": (("xterramind", cube, folder / "lulc.zarr", args.batch, kind),
+                                                          None) for kind in ("float32", "uint8")}
+            if args.reference_python:  # the cube in memory, as tiled_inference needs it
+                pixels = folder / f"pixels-{size}.npy"
+                np.save(pixels, open_source(cube).values)
+                ways["terratorch tiled_inference"] = (("terratorch", pixels, args.batch), args.reference_python)
+            runs = {what: [] for what in ways}
+            for _ in range(args.rounds):  # alternated: each round runs every way once
+                for what, (child, python) in ways.items():
+                    runs[what].append(_child(*child, python=python))
+            best = {what: min(found, key=lambda run: run["seconds"]) for what, found in runs.items()}
             reference = best.get("terratorch tiled_inference")
             km2 = (size * 10 / 1000) ** 2
             for what, run in best.items():
