@@ -2,6 +2,7 @@
 
 from .handle import Recipe, TerraMindModel, load_model
 from .registry import MODELS, ModalitySpec, ModelConfig, get_config, list_models, resolve_modality
+from .task_handle import TaskModel, TaskRecipe, load_task
 from .terramind import Context, TerraMind
 
 __all__ = [
@@ -10,10 +11,13 @@ __all__ = [
     "ModalitySpec",
     "ModelConfig",
     "Recipe",
+    "TaskModel",
+    "TaskRecipe",
     "TerraMind",
     "TerraMindModel",
     "get_config",
     "list_models",
     "load_model",
+    "load_task",
     "resolve_modality",
 ]

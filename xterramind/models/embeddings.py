@@ -36,7 +36,7 @@ class ImagePatchEmbedding(_Embedding):
 
     def __init__(self, channels: int, dim: int, patch: int, grid: int):
         super().__init__(dim, partial(sincos_2d, grid, dim))
-        self.patch = patch
+        self.patch, self.channels = patch, channels
         self.proj = nn.Linear(channels * patch * patch, dim, bias=False)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

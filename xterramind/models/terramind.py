@@ -28,9 +28,9 @@ from .registry import DECODER_MODALITIES, ENCODER_MODALITIES, MODALITIES, Modali
 MERGES = ("mean", "max", "concat", "dict", "none")
 
 
-def _encoder_embedding(spec: ModalitySpec, config: ModelConfig) -> nn.Module:
+def _encoder_embedding(spec: ModalitySpec, config: ModelConfig, channels: int | None = None) -> nn.Module:
     if spec.kind == "image":
-        return ImagePatchEmbedding(spec.channels, config.dim, config.patch_size, config.grid_size)
+        return ImagePatchEmbedding(channels or spec.channels, config.dim, config.patch_size, config.grid_size)
     if spec.kind == "tokens":
         return TokenGridEmbedding(spec.vocab_size, config.dim, config.grid_size)
     return SequenceEmbedding(spec.vocab_size, config.dim)
@@ -61,24 +61,28 @@ class TerraMind(nn.Module):
     """The TerraMind encoder (all 13 input embeddings) and, with ``decoder=True``, its decoder.
 
     Built without the decoder it holds exactly the encoder part of an official checkpoint, which is
-    all that embedding extraction needs.
+    all that embedding extraction needs. A fine-tuned backbone holds fewer embeddings: ``encoders`` maps the
+    checkpoint keys of its inputs to their channel counts (None: the modality's own; fewer where fine-tuned on
+    some bands), ``decoders`` lists the token grids it generates.
     """
 
-    def __init__(self, config: ModelConfig, decoder: bool = True):
+    def __init__(self, config: ModelConfig, decoder: bool = True, encoders: Mapping[str, int | None] | None = None,
+                 decoders: Sequence[str] | None = None):
         super().__init__()
         self.config = config
         blocks = dict(
             dim=config.dim, num_heads=config.num_heads, hidden=config.mlp_hidden, swiglu=config.swiglu, bias=config.bias
         )
+        encoders = dict.fromkeys(ENCODER_MODALITIES) if encoders is None else encoders
         self.encoder_embeddings = nn.ModuleDict(
-            {key: _encoder_embedding(MODALITIES[key], config) for key in ENCODER_MODALITIES}
+            {key: _encoder_embedding(MODALITIES[key], config, channels) for key, channels in encoders.items()}
         )
         self.encoder = nn.ModuleList(Block(**blocks) for _ in range(config.encoder_depth))
         self.encoder_norm = LayerNorm(config.dim)
         self.has_decoder = decoder
         if decoder:
             self.decoder_embeddings = nn.ModuleDict(
-                {key: _decoder_embedding(MODALITIES[key], config) for key in DECODER_MODALITIES}
+                {key: _decoder_embedding(MODALITIES[key], config) for key in decoders or DECODER_MODALITIES}
             )
             self.decoder_proj_context = nn.Linear(config.dim, config.dim)
             self.decoder = nn.ModuleList(DecoderBlock(**blocks) for _ in range(config.decoder_depth))
@@ -87,10 +91,10 @@ class TerraMind(nn.Module):
         self.tie_weights()
 
     @classmethod
-    def empty(cls, config: ModelConfig, decoder: bool = True) -> TerraMind:
+    def empty(cls, config: ModelConfig, decoder: bool = True, **embeddings) -> TerraMind:
         """A model with allocated but unset weights (position tables set): fast to make, to be filled."""
         with torch.device("meta"):
-            module = cls(config, decoder)
+            module = cls(config, decoder, **embeddings)
         module.to_empty(device="cpu").tie_weights()
         for embedding in module.modules():
             if hasattr(embedding, "reset_pos_emb"):
@@ -102,7 +106,8 @@ class TerraMind(nn.Module):
         decoder's output projection with its token table."""
         if self.has_decoder:
             for key, embedding in self.decoder_embeddings.items():
-                embedding.mod_emb = self.encoder_embeddings[key].mod_emb
+                if key in self.encoder_embeddings:
+                    embedding.mod_emb = self.encoder_embeddings[key].mod_emb
                 embedding.to_logits.weight = embedding.token_emb.weight
         return self
 
@@ -115,11 +120,14 @@ class TerraMind(nn.Module):
         embedded, batch = [], None
         for name, tensor in inputs.items():
             spec = resolve_modality(name)
-            _check_input(spec, tensor, self.config.patch_size)
+            if spec.key not in self.encoder_embeddings:
+                taken = [MODALITIES[key].name for key in self.encoder_embeddings]
+                raise InputError(f"this model takes no {spec.name} input; it takes {taken}")
+            embedding = self.encoder_embeddings[spec.key]
+            _check_input(spec, tensor, self.config.patch_size, getattr(embedding, "channels", spec.channels))
             if batch is not None and tensor.shape[0] != batch:
                 raise InputError(f"batch sizes differ between inputs: {name} has {tensor.shape[0]}, others {batch}")
             batch = tensor.shape[0]
-            embedding = self.encoder_embeddings[spec.key]
             if spec.kind == "sequence":
                 x, emb = embedding(tensor, hidden.get(spec.key))
             else:
@@ -223,15 +231,13 @@ class TerraMind(nn.Module):
             raise InputError("this model was built without its decoder; build TerraMind(config, decoder=True)")
 
 
-def _check_input(spec: ModalitySpec, tensor: torch.Tensor, patch: int) -> None:
+def _check_input(spec: ModalitySpec, tensor: torch.Tensor, patch: int, channels: int) -> None:
     if not isinstance(tensor, torch.Tensor):
         raise InputError(f"{spec.name}: expected a torch.Tensor, got {type(tensor).__name__}")
     if spec.kind == "image":
-        if tensor.ndim != 4 or tensor.shape[1] != spec.channels:
-            raise InputError(
-                f"{spec.name}: expected shape (B, {spec.channels}, H, W) with bands {list(spec.bands)}, "
-                f"got {tuple(tensor.shape)}"
-            )
+        if tensor.ndim != 4 or tensor.shape[1] != channels:
+            bands = f" with bands {list(spec.bands)}" if channels == spec.channels else ""
+            raise InputError(f"{spec.name}: expected shape (B, {channels}, H, W){bands}, got {tuple(tensor.shape)}")
         if not tensor.is_floating_point():
             raise InputError(f"{spec.name}: expected standardized floats, got {tensor.dtype}; use model.normalize()")
         if tensor.shape[2] % patch or tensor.shape[3] % patch or tensor.shape[2] == 0 or tensor.shape[3] == 0:

@@ -7,6 +7,7 @@ before it is loaded, and a mismatch is reported in plain words.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import math
 import os
@@ -46,6 +47,10 @@ def seeded_tensor(key: str, shape: torch.Size, seed: int) -> torch.Tensor:
     """
     generator = torch.Generator().manual_seed(zlib.crc32(f"{seed}:{_canonical(key)}".encode()))
     name = key.rsplit(".", 1)[-1]
+    if len(shape) == 0:  # counters, e.g. a batch norm's num_batches_tracked
+        return torch.zeros(shape)
+    if name == "running_var":  # a batch norm's variances: positive, near one
+        return torch.randn(shape, generator=generator).abs_().mul_(0.2).add_(0.9)
     if len(shape) == 1 and name == "weight":  # norm scales
         return torch.randn(shape, generator=generator).mul_(0.1).add_(1.0)
     if len(shape) == 1 or name in ("mod_emb", "mask_token") or key.endswith("token_emb.weight"):
@@ -86,7 +91,7 @@ def init_seeded_(module: nn.Module, seed: int) -> nn.Module:
 # -- reading files ----------------------------------------------------------------------------------
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+def read_state_dict(path: str | os.PathLike, *, lightning: bool = False) -> dict[str, torch.Tensor]:
     """Read a checkpoint file safely, without running any code it may carry.
 
     The format is read from the file's first bytes, not its suffix: safetensors, or a ``torch.save``
@@ -106,8 +111,13 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     with open(path, "rb") as handle:
         head = handle.read(9)
     # safetensors: an 8-byte header length, then the JSON header; torch's zip format starts like every zip file
-    state = _read_safetensors(path) if head[8:] == b"{" else _read_torch(path, mmap=head.startswith(b"PK\x03\x04"))
-    if isinstance(state, Mapping) and set(state) & {"model", "state_dict"} and len(state) <= 3:
+    if head[8:] == b"{":
+        state = _read_safetensors(path)
+    else:
+        state = _read_torch(path, mmap=head.startswith(b"PK\x03\x04"), training=lightning)
+    if lightning and isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
+        state = state["state_dict"]  # a Lightning checkpoint: the rest (optimizer, loops, hyper-parameters) unused
+    elif isinstance(state, Mapping) and set(state) & {"model", "state_dict"} and len(state) <= 3:
         state = state.get("state_dict", state.get("model"))  # tolerate the common training wrappers
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path} does not hold a state dict (a mapping of names to tensors)")
@@ -117,14 +127,72 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
 
 
-def _read_torch(path: Path, mmap: bool):
-    """``torch.load`` with ``weights_only=True`` (mapped when the file is zip: only that format can be), its
-    failures told in our words: torch's own message suggests ``weights_only=False``, which would run the file's code."""
+def read_task_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The state dict of a fine-tuning checkpoint: a Lightning ``.ckpt`` (its ``state_dict``; the hyper-parameters
+    beside it are read as plain data, never as the classes they name) or a plain state dict. Nothing is executed.
+
+    Example:
+        >>> state = read_task_state_dict("epoch=99.ckpt")
+        >>> next(iter(state))
+        'model.encoder.encoder_embeddings.untok_sen2l1c@224.proj.weight'
+    """
+    return read_state_dict(path, lightning=True)
+
+
+class _Inert(dict):
+    """What a training container of plain values is read as (Lightning's ``AttributeDict``, an argparse
+    ``Namespace``): a dict of what it held, whatever class the file names; that class is never imported."""
+
+    def __setstate__(self, state):
+        if isinstance(state, Mapping):
+            self.update(state)
+
+
+# The globals a fine-tuning checkpoint may name, by (module, name): torch's tensor rebuilders and plain containers.
+# The containers are read as ``_Inert`` dicts; any other global makes the file refused, nothing in it executed.
+_REBUILDERS = {("torch._utils", name) for name in ("_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_parameter",
+                                                    "_rebuild_parameter_with_state")}
+_CONTAINERS = {("collections", "OrderedDict"): collections.OrderedDict, ("builtins", "set"): set,
+               ("builtins", "frozenset"): frozenset, ("builtins", "slice"): slice}
+_INERT = {("lightning.fabric.utilities.data", "AttributeDict"), ("lightning_fabric.utilities.data", "AttributeDict"),
+          ("pytorch_lightning.utilities.parsing", "AttributeDict"),
+          ("lightning.pytorch.utilities.parsing", "AttributeDict"), ("argparse", "Namespace"),
+          ("jsonargparse._namespace", "Namespace"), ("jsonargparse", "Namespace")}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Builds tensors and plain data only (torch's loader gives it the storages)."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _REBUILDERS:
+            return getattr(torch._utils, name)
+        if (module, name) in _CONTAINERS:
+            return _CONTAINERS[module, name]
+        if (module, name) in _INERT:
+            return _Inert
+        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
+            return getattr(torch, name)
+        raise pickle.UnpicklingError(f"Unsupported global: GLOBAL {module}.{name}")
+
+
+class _RestrictedPickle:
+    """A ``pickle_module`` for ``torch.load`` whose unpickler constructs nothing but tensors and plain data."""
+
+    Unpickler = _RestrictedUnpickler
+    load = staticmethod(lambda file, **kwargs: _RestrictedUnpickler(file, **kwargs).load())
+    __name__ = "xterramind restricted pickle"
+
+
+def _read_torch(path: Path, mmap: bool, training: bool = False):
+    """``torch.load`` with ``weights_only=True`` (mapped when the file is zip: only that format can be), or for a
+    ``training`` checkpoint with the restricted unpickler, which also reads its plain containers; failures told in our
+    words: torch's own message suggests ``weights_only=False``, which would run the file's code."""
+    restricted = {"weights_only": False, "pickle_module": _RestrictedPickle} if training else {"weights_only": True}
     try:
         if path.suffix == ".safetensors":  # torch.load would pass it to safetensors by its name
             with open(path, "rb") as handle:
-                return torch.load(handle, map_location="cpu", weights_only=True)
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+                return torch.load(handle, map_location="cpu", **restricted)
+        return torch.load(path, map_location="cpu", mmap=mmap, **restricted)
     except Exception as error:  # torch raises anything from UnpicklingError to KeyError on a file it cannot read
         unsafe = UNSAFE_GLOBAL.search(str(error)) if isinstance(error, pickle.UnpicklingError) else None
         if unsafe:
