@@ -16,6 +16,7 @@ DEM. On it, ``cube.terramind`` offers:
 
     embed(model)               embeddings, one vector per 16 x 16 pixels
     generate(targets, model)   other modalities: "LULC", "S1GRD", "DEM", "NDVI", ...
+    predict(task)              a model fine-tuned with TerraTorch (xterramind.load_task): floods, crops, ...
     tokenize / detokenize      TerraMind's discrete tokens and back
     plot()                     the right picture for what it is
     to_zarr(path)              compute and write, region by region (compact: embed(dtype="int8"), then dequantize)
@@ -34,9 +35,9 @@ from .data import open_sample
 from .embed import dequantize
 from .errors import XterramindError
 from .facts import LULC_CLASSES
-from .models import TerraMindModel, list_models, load_model
+from .models import TaskModel, TerraMindModel, list_models, load_model, load_task
 from .store import open_result as open  # xterramind.open(path), as xarray.open_zarr
 from .version import __version__
 
-__all__ = ["LULC_CLASSES", "TerraMindModel", "XterramindError", "__version__", "dequantize", "list_models", "load_model",
-           "open", "open_sample"]
+__all__ = ["LULC_CLASSES", "TaskModel", "TerraMindModel", "XterramindError", "__version__", "dequantize", "list_models",
+           "load_model", "load_task", "open", "open_sample"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xarray as xr
 
-from . import embed, generate, pipeline, plot, retrieval, store, tokens
+from . import embed, generate, pipeline, plot, predict, retrieval, store, tokens
 from .arguments import check_keywords, checked
 
 
@@ -100,6 +100,37 @@ class TerraMindAccessor:
         """
         check_keywords("detokenize", options, tokens.prepare_detokenize, skip=("tokens", "modality", "model"))
         return tokens.detokenize(self._obj, modality, model, seed=seed, **options)
+
+    def predict(self, task, **options) -> xr.Dataset:
+        """Lazily run a model fine-tuned with TerraTorch (``xterramind.load_task``) over the cube.
+
+        Returns a Dataset on the cube's pixel grid (same CRS and transform). Segmentation: ``classes``, the
+        most likely class of each pixel after the tiles' class probabilities are blended (the smallest unsigned
+        dtype that holds them; its largest value where there is no valid input), and with ``probabilities`` the
+        blended ``class_probability`` (class, y, x). Regression: ``prediction``, the blended value in the model's
+        units (``output``, y, x for several), NaN where there is no valid input.
+
+        Args:
+            task: a handle from ``xterramind.load_task(config, checkpoint)``.
+            modalities: the cube's bands for the model's inputs, when their names do not say: a list such as
+                ``["S2L1C", "S1GRD"]`` or a mapping ``{"S2L1C": [band names in model order]}`` or
+                ``{"S1GRD": other_cube}`` (default: the model's inputs, found from band names).
+            seed: the seed of a TiM model's token draws (each tile's from this seed and its position).
+            tile_size, overlap: the tiling (default: the config's ``tiled_inference_parameters`` where they fit
+                the 16 px token lattice, else 224 px tiles overlapping by 32).
+            chunks: output chunk (region) side in tokens; batch_size: tiles per forward pass.
+            blend: blend overlapping tiles (default ``True``); ``False`` takes each pixel from one tile.
+            probabilities: segmentation: also store the blended class probabilities as ``"float32"`` or
+                ``"uint8"`` (CF-packed, within 1/508); ``None`` (default): only the classes.
+            check_input: refuse pixels far from 10 m and implausible units (default ``True``).
+
+        Example:
+            >>> task = xterramind.load_task("sen1floods11.yaml", "best.ckpt")
+            >>> floods = cube.terramind.predict(task)               # lazy
+            >>> floods.terramind.to_zarr("floods.zarr")             # region by region, resumable
+        """
+        check_keywords("predict", options, predict.prepare, skip=("cube", "model"))
+        return predict.predict(self._obj, task, **options)
 
     @checked("export")
     def export(self, path, *, cell: int = 224, quantize=None, index="auto", overwrite: bool = False, progress=None):

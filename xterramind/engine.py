@@ -22,6 +22,7 @@ from .geo import grid_of
 from .grid import PixelGrid, Region, Tiling, default_chunk, regions
 from .modalities import ModalityInput, check_grid, check_units, resolve
 from .models.handle import TerraMindModel
+from .models.task_handle import TaskModel
 from .tiles import DEFAULT_BATCH, Tiles
 from .version import __version__
 
@@ -45,28 +46,36 @@ class Layout:
         return {"time": self.inputs[0].data["time"].values} if self.times is not None else {}
 
 
-def check_model(model) -> None:
-    if not isinstance(model, TerraMindModel):
-        raise OptionError(f"model must come from xterramind.load_model(...), got {type(model).__name__}")
+def check_model(model, kind: type = TerraMindModel) -> None:
+    """``model`` is a handle of ``kind``: a ``TerraMindModel`` (``load_model``) or a ``TaskModel`` (``load_task``)."""
+    if not isinstance(model, kind):
+        if kind is TerraMindModel:
+            hint = ("; a fine-tuned model from xterramind.load_task runs with predict" if isinstance(model, TaskModel)
+                    else "")
+            raise OptionError(f"model must come from xterramind.load_model(...), got {type(model).__name__}{hint}")
+        hint = "; TerraMind itself runs with embed and generate" if isinstance(model, TerraMindModel) else ""
+        raise OptionError(f"predict takes a fine-tuned model from xterramind.load_task(config, checkpoint), got "
+                          f"{type(model).__name__}{hint}")
 
 
-def lay_out(cube, model: TerraMindModel, modalities=None, *, tile_size=None, overlap=32, chunks=None,
+def lay_out(cube, model: TerraMindModel | TaskModel, modalities=None, *, tile_size=None, overlap=32, chunks=None,
             batch_size=None, coords: bool = False, inputs: list[ModalityInput] | None = None,
-            grid: PixelGrid | None = None, check_input: bool = True) -> Layout:
+            grid: PixelGrid | None = None, check_input: bool = True, specs=None) -> Layout:
     """Resolve the cube's modalities and lay tiles and regions over its pixel grid.
 
     Pixels in degrees are refused; with ``check_input`` (the default) so are pixels far from the model's
     10 m and, for data in memory, implausible units (lazy data: each region task checks its window).
     Every verb comes through here, so the tiling options' types are checked here, before anything uses them.
-    ``inputs`` and ``grid`` given: a token grid (detokenize) laid on the pixel grid it decodes to.
+    ``inputs`` and ``grid`` given: a token grid (detokenize) laid on the pixel grid it decodes to. ``specs``: the
+    inputs as a fine-tuned model takes them (``modalities.resolve``).
     """
-    check_model(model)
+    check_model(model, type(model) if isinstance(model, TaskModel) else TerraMindModel)
     tile_size, chunks, batch_size = (whole_number(name, value, 1, optional=True) for name, value in
                                      (("tile_size", tile_size), ("chunks", chunks), ("batch_size", batch_size)))
     overlap = whole_number("overlap", overlap, 0)
     coords, check_input = flag("coords", coords), flag("check_input", check_input)
     token_input = inputs is not None
-    inputs = resolve(cube, modalities) if inputs is None else inputs
+    inputs = resolve(cube, modalities, specs) if inputs is None else inputs
     grid = grid_of(inputs[0].data, inputs[0].spec.name) if grid is None else grid
     if inputs[0].spec.kind == "image":
         check_grid(grid, f"the {inputs[0].spec.name} cube", model.config.pixel_size, check_resolution=check_input)

@@ -149,13 +149,15 @@ def _find(cube, spec: ModalitySpec) -> tuple[list, list[str]]:
 
 
 def resolve(
-    cube: xr.Dataset | xr.DataArray, modalities: Sequence[str] | Mapping | None = None
+    cube: xr.Dataset | xr.DataArray, modalities: Sequence[str] | Mapping | None = None,
+    specs: Mapping[str, ModalitySpec] | None = None,
 ) -> list[ModalityInput]:
     """The modalities to feed the model, each as a DataArray in model band order.
 
     ``modalities`` may be ``None`` (found from band names), a list of modality names, or a mapping
     from modality name to either a list of the cube's band names in the model's band order, or
-    another cube holding that modality (it must be on the same pixel grid). Spatial dims declared with
+    another cube holding that modality (it must be on the same pixel grid). ``specs`` replaces modalities' own specs
+    by name (a fine-tuned model's: some of the bands, its training statistics). Spatial dims declared with
     ``cube.rio.set_spatial_dims(x_dim="lon", y_dim="lat")`` are read as ``x``/``y`` (and named so in the results).
 
     Example:
@@ -164,7 +166,7 @@ def resolve(
     """
     cube = _on_yx(cube)
     _check_cube(cube, "the cube")
-    requests = _requests(cube, modalities)
+    requests = [((specs or {}).get(spec.name, spec), source, bands) for spec, source, bands in _requests(cube, modalities)]
     inputs = []
     for spec, source, bands in requests:
         source = _on_yx(source)

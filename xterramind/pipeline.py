@@ -24,11 +24,12 @@ from .errors import GridMismatchError, NoValidDataError
 from .generate import GENERATE
 from .grid import PixelGrid, Region, region_at
 from .modalities import resolve
+from .predict import PREDICT
 from .tiles import Tiles
 from .tokens import DETOKENIZE, TOKENIZE
 from .verb import Prepared, prepared_behind
 
-VERBS = {verb.name: verb for verb in (EMBED, TOKENIZE, DETOKENIZE, GENERATE)}  # what the area runner runs
+VERBS = {verb.name: verb for verb in (EMBED, TOKENIZE, DETOKENIZE, GENERATE, PREDICT)}  # what the area runner runs
 
 
 @dataclass(frozen=True)

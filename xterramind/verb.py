@@ -38,7 +38,7 @@ class Verb:
     """One verb, declared: the parts of ``run_region`` that are its own.
 
     Attributes:
-        name: ``"embed"``, ``"tokenize"``, ``"detokenize"``, ``"generate"``.
+        name: ``"embed"``, ``"tokenize"``, ``"detokenize"``, ``"generate"``, ``"predict"``.
         prepare: ``prepare(cube, model, **options) -> Prepared``: the options checked, the job made.
         kernel: ``kernel(job, model, inputs, batch) -> {output: (B, *leading, h, w) tensor}``, each tile's
             tokens (``TOKENS``) or pixels (``PIXELS``) of one batch of ``inputs`` by modality.
@@ -46,6 +46,7 @@ class Verb:
         stitched: ``stitched(job) -> dict``: the stitcher's keywords, what it accumulates (``OwnedTokens``: per
             output its torch dtype, leading shape and nodata; ``BlendedPixels``: per output its channel count).
         finish: ``finish(job, model, result) -> {output: numpy block}`` from the stitcher's ``result``.
+        takes: the model handle it runs: ``TerraMindModel`` (``load_model``) or ``TaskModel`` (``load_task``).
     """
 
     name: str
@@ -54,6 +55,7 @@ class Verb:
     stitch: str
     stitched: Callable
     finish: Callable
+    takes: type = TerraMindModel
 
     @property
     def cover(self) -> bool:
