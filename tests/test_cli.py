@@ -7,10 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import rasterio
 import yaml
 import zarr
 
+import xterramind
 from xterramind import cli, retrieval, runner, runtime
 from xterramind.data import SAMPLE_STACK
 from xterramind.errors import ForeignStoreError
@@ -211,3 +214,66 @@ def test_an_output_that_holds_something_else_is_a_foreign_store_error(places, mo
         with pytest.raises(ForeignStoreError):
             command(argparse.Namespace(**arguments))
     assert places["file"].read_text() == "mine" and (places["demo"] / "embeddings.zarr" / "mine.txt").exists()
+
+
+@pytest.fixture(scope="module")
+def flood_task(tmp_path_factory):
+    """A TerraTorch-style config and checkpoint (micro backbone, seeded weights) and the sample as a GeoTIFF with
+    named bands and as a zarr cube."""
+    from tests.tasks import task_config, write_task
+
+    folder = tmp_path_factory.mktemp("predict")
+    config, checkpoint = write_task(folder, task_config(
+        classes=2, class_names=["others", "flood"], decoder="FCNDecoder", decoder_args={"channels": 8, "num_convs": 4},
+        necks=[{"name": "SelectIndices", "indices": [-1]}, {"name": "ReshapeTokensToImage"}]))
+    cube = xterramind.open_sample()
+    cube.assign_attrs(long_name=tuple(cube.band.values)).rio.to_raster(folder / "scene.tif")
+    cube.drop_attrs().rio.to_raster(folder / "unnamed.tif")
+    cube.to_dataset(name="reflectance").to_zarr(folder / "scene.zarr", zarr_format=2, consolidated=True)
+    return {"config": config, "checkpoint": checkpoint, "folder": folder, "cube": cube}
+
+
+def test_predict_maps_a_geotiff_and_a_zarr_cube_as_the_accessor_does(flood_task, capsys):
+    paths = flood_task
+    task = xterramind.load_task(paths["config"], paths["checkpoint"], device="cpu")
+    expected = paths["cube"].terramind.predict(task).compute()
+    for source, output in [("scene.tif", "from_tif.zarr"), ("scene.zarr", "from_zarr.zarr")]:
+        argv = ["predict", str(paths["config"]), str(paths["checkpoint"]), str(paths["folder"] / source),
+                str(paths["folder"] / output), "--device", "cpu", "--probabilities", "uint8"]
+        assert cli.main(argv) == 0, capsys.readouterr().err
+        assert f"wrote   {paths['folder'] / output}" in capsys.readouterr().out
+        with rasterio.open(f'ZARR:"{paths["folder"] / output}":/classes') as dataset:  # GDAL, as QGIS reads it
+            assert dataset.crs == expected.rio.crs and dataset.transform == expected.rio.transform()
+            np.testing.assert_array_equal(dataset.read(1), expected.classes.values)
+        stored = xterramind.open(paths["folder"] / output)
+        assert stored.classes.attrs["flag_meanings"] == "others flood" and "class_probability" in stored
+    again = cli.main(["predict", str(paths["config"]), str(paths["checkpoint"]), str(paths["folder"] / "scene.tif"),
+                      str(paths["folder"] / "from_tif.zarr"), "--device", "cpu", "--probabilities", "uint8"])
+    assert again == 0  # the same command again: the store is complete, nothing to redo
+
+
+PREDICT_MISTAKES = [  # arguments after `predict`, exit code, what the one line must say
+    ("{config} {folder}/missing.ckpt {folder}/scene.tif {folder}/o1.zarr", 1, ["checkpoint file not found"]),
+    ("{folder}/scene.tif {checkpoint} {folder}/scene.tif {folder}/o2.zarr", 1, ["config"]),
+    ("{config} {checkpoint} {folder}/nothere.tif {folder}/o3.zarr", 1, ["INPUT: no cube at"]),
+    ("{config} {checkpoint} {folder}/unnamed.tif {folder}/o4.zarr", 1, ["does not name its bands", "--bands B01"]),
+    ("{config} {checkpoint} {folder}/scene.tif {folder}/o12.zarr --bands B01 B02 B03 B04 B05 B06 B07 B08 B8A B09 "
+     "B10 B11 X12", 1, ["S2L1C needs bands", "missing ['B12']"]),
+    ("{config} {checkpoint} {folder}/scene.tif {folder}/o5.zarr --bbox 0 0 1 1", 1, ["--bbox", "STAC INPUT"]),
+    ("{config} {checkpoint} {folder}/cat.json {folder}/o6.zarr", 1, ["--bbox W S E N"]),
+    ("{config} {checkpoint} {folder}/scene.tif {folder}/o7.zarr --batch-size 0", 1, ["--batch-size"]),
+    ("{config} {checkpoint} {folder}/scene.tif {folder}/o8.zarr --chunks 0", 1, ["--chunks"]),
+    ("{config} {checkpoint} {folder}/scene.tif {folder}/o9.zarr --device tpu", 1, ["unknown device 'tpu'"]),
+    ("{config} {checkpoint} {folder}/scene.tif {folder}/o10.zarr --bands B01 B02", 1, ["--bands names 2", "13 bands"]),
+    ("{config} {checkpoint} {folder}/scene.tif {folder}/o11.zarr --probabilities int8", 2, ["--probabilities"]),
+]
+
+
+@pytest.mark.parametrize(("arguments", "code", "says"), PREDICT_MISTAKES, ids=[m[0] for m in PREDICT_MISTAKES])
+def test_a_predict_mistake_gets_one_line_in_the_command_line_s_words(flood_task, capsys, arguments, code, says):
+    places = {k: v for k, v in flood_task.items() if k != "cube"}
+    got, line = _one_line_error(capsys, ["predict", *[part.format(**places) for part in arguments.split()]])
+    assert got == code, line
+    assert all(text in line for text in says), line
+    assert not re.search(r"\w=|\(\)|\[Errno", line), line
+    assert not list(flood_task["folder"].glob("o*.zarr"))  # nothing written

@@ -21,8 +21,10 @@ from distributed import Client, Nanny, Scheduler, SpecCluster
 
 import xterramind
 from tests.stac_catalogue import FIXTURES, catalogue, l1c_files, lonlat_bbox, make_item
+from tests.tasks import task_config, write_task
 from xterramind import cli, runner
-from xterramind.errors import InputError, OptionError
+from xterramind.config import load_config
+from xterramind.errors import ConfigError, InputError, OptionError
 from xterramind.modalities import grid_of
 from xterramind.planner import plan_area, plan_grid
 from xterramind.sources import CubeSource, StacSource, SyntheticSource
@@ -238,6 +240,54 @@ def test_a_run_file_detokenizes_the_store_another_run_file_tokenized(client, tmp
     assert pixels.rio.transform() == tokens.rio.transform() * Affine.scale(1 / 16) and pixels.rio.crs == tokens.rio.crs
     sea = (tokens.values < 0).repeat(16, 0).repeat(16, 1)
     assert np.isnan(pixels.S2L2A.values[:, sea]).all() and np.isfinite(pixels.S2L2A.values[:, ~sea]).all()
+
+
+PREDICT_TASK = {"classes": 3, "decoder": "FCNDecoder", "decoder_args": {"channels": 8, "num_convs": 4},
+                "necks": [{"name": "SelectIndices", "indices": [-1]}, {"name": "ReshapeTokensToImage"}],
+                "class_names": ["land", "water", "cloud"]}
+
+
+def test_a_predict_run_equals_the_accessor_and_a_run_file_names_the_task(client, tmp_path, monkeypatch):
+    """``verb: predict`` with ``task: {config, checkpoint}``: the workers rebuild the fine-tuned model from its files
+    and write the accessor's classes and probabilities, read back by xarray and GDAL."""
+    config, checkpoint = write_task(tmp_path, task_config(**PREDICT_TASK))
+    cube = xterramind.open_sample()
+    task = xterramind.load_task(config, checkpoint, device="cpu")
+    expected = cube.terramind.predict(task, chunks=24, probabilities="uint8").compute(scheduler="threads")
+    plan = plan_grid(grid_of(cube, "sample"), region=24)
+    report = runner.run(plan, CubeSource(cube), "predict", task, tmp_path / "direct.zarr", client=client, gpu=False,
+                        probabilities="uint8")
+    assert report.written == report.regions == 4 and not report.failed
+    stored = xr.open_zarr(tmp_path / "direct.zarr", group="utm18n", mask_and_scale=False)  # uint8 as computed
+    np.testing.assert_array_equal(stored.classes.values, expected.classes.values)
+    # a worker of one thread may round a float's last bit otherwise, and a uint8 step with it
+    quantized = stored.class_probability.values.astype(int) - expected.class_probability.values
+    assert np.abs(quantized).max() <= 1 and (quantized != 0).mean() < 1e-4
+    assert stored.classes.attrs["flag_meanings"] == "land water cloud"
+
+    monkeypatch.chdir(tmp_path)
+    cube.assign_attrs(long_name=tuple(cube.band.values)).rio.to_raster(tmp_path / "scene.tif")  # named bands
+    west, south, east, north = cube.rio.transform_bounds("EPSG:4326")
+    run_file = _config(tmp_path, client.scheduler.address, verb="predict", source={"cube": "scene.tif"},
+                       area=[west, south, east, north], task={"config": config.name, "checkpoint": checkpoint.name},
+                       output="flood.zarr")
+    assert cli.main(["run", str(run_file)]) == 0
+    with rasterio.open(f'ZARR:"{tmp_path / "flood.zarr"}":/utm18n/classes') as dataset:
+        assert dataset.crs.to_epsg() == 32618 and dataset.transform == expected.rio.transform()
+        np.testing.assert_array_equal(dataset.read(1), expected.classes.values)
+
+
+def test_a_run_file_names_the_task_of_predict_and_only_there(tmp_path):
+    config, checkpoint = write_task(tmp_path, task_config(**PREDICT_TASK))
+    task = {"config": config.name, "checkpoint": checkpoint.name}
+    for settings, says in [({"verb": "predict"}, r"verb: predict needs the fine-tuned model's files: task: \{config"),
+                           ({"verb": "embed", "task": task}, "task: is for verb: predict"),
+                           ({"verb": "predict", "task": task | {"checkpoint": "gone.ckpt"}}, "no file at gone.ckpt"),
+                           ({"verb": "predict", "task": task | {"ckpt": "x"}}, "ckpt"),
+                           ({"verb": "predict", "task": {"config": config.name}}, "checkpoint: must be a file path")]:
+        with pytest.raises(ConfigError, match=says):
+            load_config(_config(tmp_path, "", **settings))
+    assert load_config(_config(tmp_path, "", verb="predict", task=task)).make_model().kind == "segmentation"
 
 
 def _command(config: Path, *options) -> list[str]:

@@ -11,7 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ForeignStoreError, InputError, Interrupted, StoreError, WeightsUnavailableError, XterramindError
+from .errors import (
+    ForeignStoreError,
+    InputError,
+    Interrupted,
+    MissingBandsError,
+    StoreError,
+    WeightsUnavailableError,
+    XterramindError,
+)
 from .models import get_config, list_models, load_model
 from .models.registry import tokenizer_config
 from .models.weights import locate_official
@@ -122,6 +130,76 @@ def export(args: argparse.Namespace) -> None:
     report = export_cells(embeddings, args.output, cell=args.cell, quantize="int8" if args.int8 else None,
                           index=args.index, overwrite=args.overwrite)
     print(report)
+
+
+def predict(args: argparse.Namespace) -> None:
+    """Run a fine-tuned model over a GeoTIFF, a zarr cube or a STAC query into a zarr store."""
+    from .models import load_task
+
+    task = load_task(args.config, args.checkpoint, device=args.device, precision=args.precision)
+    cube = _open_input(args.input, task.inputs, args)
+    options = {k: v for k, v in (("seed", args.seed), ("batch_size", args.batch_size), ("chunks", args.chunks),
+                                 ("probabilities", args.probabilities)) if v is not None}
+    try:
+        result = cube.terramind.predict(task, **options)
+    except MissingBandsError as error:  # its fix in Python (modalities=) is --bands here
+        found = str(error).split(" Add them, or name", 1)[0]
+        raise MissingBandsError(f"{found} Name the INPUT's bands in order with --bands, e.g. --bands "
+                                f"{' '.join(task.inputs[0].bands)}") from None
+    print(f"{task!r}")
+    try:
+        print(f"wrote   {result.terramind.to_zarr(args.output, overwrite=args.overwrite, zarr_format=args.zarr_format)}")
+    except Interrupted:
+        raise Interrupted(f"predict was interrupted while writing {args.output}; run the same command again to "
+                          "finish it (regions written are kept)") from None
+
+
+def _open_input(where: str, inputs, args: argparse.Namespace):
+    """INPUT as a cube: a zarr store or GeoTIFF, else a STAC API URL or catalogue loaded over ``--bbox``."""
+    from . import stac
+    from .config import open_cube
+
+    stac_like = where.startswith(("http://", "https://")) or where.endswith(".json")
+    if not stac_like:
+        if args.bbox or args.time:
+            raise InputError("--bbox and --time are for a STAC INPUT (an API URL or a catalogue .json); "
+                             f"{where} is read whole")
+        try:
+            cube = open_cube(Path(where))
+        except XterramindError as error:
+            raise InputError(str(error).replace("source: {cube: ...}: ", "INPUT: ")) from None
+        return _named_bands(cube, where, inputs, args.bands)
+    if args.bands:
+        raise InputError("--bands names a GeoTIFF's or zarr cube's bands; a STAC INPUT's come named")
+    if not args.bbox:
+        raise InputError("a STAC INPUT needs the area: --bbox W S E N (degrees), and usually --time")
+    if where.startswith(("http://", "https://")):
+        try:
+            from pystac_client import Client
+        except ImportError:
+            raise InputError("searching a STAC API needs pystac-client: pip install 'xterramind[stac]'") from None
+        items = Client.open(where).search(collections=args.collections or ["sentinel-2-l2a"], bbox=args.bbox,
+                                          datetime=args.time).item_collection()
+    else:
+        items = where
+    return stac.load(items, [spec.name for spec in inputs], bbox=args.bbox, time=args.time, composite=args.composite)
+
+
+def _named_bands(cube, where: str, inputs, bands: list[str] | None):
+    """The cube with its bands named by ``--bands``; a raster without band descriptions needs them."""
+    if "band" not in cube.dims:
+        if bands:
+            raise InputError(f"--bands names the bands of a cube with a band dimension; {where} has variables "
+                             f"{list(cube.data_vars)}")
+        return cube
+    if bands:
+        if len(bands) != cube.sizes["band"]:
+            raise InputError(f"--bands names {len(bands)} bands; {where} has {cube.sizes['band']} bands")
+        return cube.assign_coords(band=list(bands))
+    if all(isinstance(name, (int, np.integer)) for name in cube.band.values):
+        raise InputError(f"{where} does not name its bands (a raster without band descriptions): name them in order "
+                         f"with --bands, e.g. --bands {' '.join(inputs[0].bands)} for {inputs[0].name}")
+    return cube
 
 
 def search(args: argparse.Namespace) -> None:
@@ -277,6 +355,9 @@ embeddings search:
   xterramind export xterramind-demo/embeddings.zarr cells
   xterramind search cells --lonlat -75.62 37.67 -k 5
 
+a model fine-tuned with TerraTorch:
+  xterramind predict config.yaml best.ckpt scene.tif floods.zarr
+
 an area on a Dask cluster:
   xterramind run area.yaml --dry-run      zones, regions, tiles, output size, device-hours
   xterramind run area.yaml                run it (again, to finish an interrupted run)
@@ -284,12 +365,19 @@ an area on a Dask cluster:
 In Python: import xterramind; help(xterramind). Notebooks: notebooks/quickstart.ipynb.
 """
 
+PREDICT_EXAMPLE = """\
+examples:
+  xterramind predict config.yaml best.ckpt scene.tif floods.zarr
+  xterramind predict config.yaml best.ckpt https://earth-search.aws.element84.com/v1 crops.zarr \\
+      --bbox 9.0 45.0 9.2 45.2 --time 2024-06-01/2024-08-31 --composite median
+"""
+
 RUN_EXAMPLE = """\
 a minimal area.yaml:
   area: [9.0, 45.0, 9.5, 45.5]            # west, south, east, north (degrees), or a GeoJSON file
   source: {stac: https://earth-search.aws.element84.com/v1, collections: [sentinel-2-l2a],
            modalities: [S2L2A], time: 2024-06-01/2024-08-31, composite: median}
-  verb: embed                             # embed | generate | tokenize | detokenize
+  verb: embed                             # embed | generate | tokenize | detokenize | predict
   model: terramind_v1_base
   output: area.zarr
   cluster: tcp://scheduler:8786           # leave out for a cluster on this machine
@@ -349,6 +437,30 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--bbox", nargs=4, type=float, metavar=("W", "S", "E", "N"), help="the mean of these cells")
     run_search.add_argument("-k", type=int, default=10, help="how many hits (default 10)")
     run_search.set_defaults(run=search)
+    run_predict = command("predict", "run a model fine-tuned with TerraTorch over a GeoTIFF, a zarr cube or a STAC "
+                          "query, into a zarr store", PREDICT_EXAMPLE)
+    run_predict.add_argument("config", help="the TerraTorch fine-tuning config (the YAML of `terratorch fit -c`)")
+    run_predict.add_argument("checkpoint", help="its checkpoint (.ckpt) or state dict")
+    run_predict.add_argument("input", help="a GeoTIFF, a zarr store, or a STAC API URL / catalogue .json (with --bbox)")
+    run_predict.add_argument("output", help="the zarr store to write (resumable: run again to finish)")
+    run_predict.add_argument("--bands", nargs="+", metavar="NAME", help="the INPUT's band names in order, for a "
+                             "raster without band descriptions, e.g. --bands B01 B02 ... B12")
+    run_predict.add_argument("--bbox", nargs=4, type=float, metavar=("W", "S", "E", "N"),
+                             help="a STAC INPUT's area in degrees")
+    run_predict.add_argument("--time", help="a STAC INPUT's dates, e.g. 2024-06-01/2024-08-31")
+    run_predict.add_argument("--collections", nargs="+", help="a STAC API's collections (default sentinel-2-l2a)")
+    run_predict.add_argument("--composite", choices=("median",), help="a cloud-masked median over a STAC INPUT's dates")
+    run_predict.add_argument("--probabilities", choices=("float32", "uint8"), help="also store the blended class "
+                             "probabilities (segmentation)")
+    run_predict.add_argument("--seed", type=int, help="a TiM model's seed (default 0)")
+    run_predict.add_argument("--batch-size", dest="batch_size", type=int, help="tiles per forward pass")
+    run_predict.add_argument("--chunks", type=int, help="output chunk (region) side in tokens")
+    run_predict.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    run_predict.add_argument("--precision", default="auto", help="auto (default), fp32, bf16 or fp16")
+    run_predict.add_argument("--zarr-format", type=int, default=DEFAULT_ZARR_FORMAT, choices=(2, 3),
+                             help="2 (default: every GDAL from 3.6, QGIS) or 3 (GDAL 3.11 or newer)")
+    run_predict.add_argument("--overwrite", action="store_true", help="replace an existing output store")
+    run_predict.set_defaults(run=predict)
     run_area = command("run", "run a verb over an area on a Dask cluster, from a configuration file", RUN_EXAMPLE)
     run_area.add_argument("config", help="a YAML file: area, source, verb, model, output, cluster")
     run_area.add_argument("--dry-run", action="store_true", help="print the zones, regions, tiles, output size and "

@@ -11,7 +11,8 @@ A YAML (or JSON) mapping; paths are relative to the file:
       composite: median
     # source: {cube: scene.zarr}        #   an opened cube (zarr or GeoTIFF): the run uses its own grid
     # source: {synthetic: {modalities: [S2L2A], land: [9.0, 45.0, 9.2, 45.5]}}
-    verb: embed                         # embed | generate | tokenize | detokenize
+    verb: embed                         # embed | generate | tokenize | detokenize | predict
+    # task: {config: config.yaml, checkpoint: best.ckpt}   # predict: a model fine-tuned with TerraTorch
     options: {batch_size: 64}           # the verb's options, e.g. {targets: [LULC], seed: 0} to generate,
                                         # {dtype: int8} for a quarter of the size (embed), {probabilities: uint8}
     model: terramind_v1_base
@@ -37,7 +38,8 @@ from .errors import ConfigError, ForeignStoreError, OptionError, StoreError, Unk
 from .store import DEFAULT_ZARR_FORMAT, open_result
 
 KEYS = {"area", "source", "verb", "options", "model", "weights", "device", "precision", "output", "cluster",
-        "resolution", "region", "in_flight", "gpu", "zarr_format"}
+        "resolution", "region", "in_flight", "gpu", "zarr_format", "task"}
+TASK_KEYS = ("config", "checkpoint")  # task: of verb: predict, the files of a TerraTorch fine-tuning
 SOURCE_KINDS = ("stac", "cube", "synthetic")
 SOURCE_KEYS = {"stac": {"stac", "modalities", "collections", "time", "composite", "mask_clouds"}, "cube": {"cube"},
                "synthetic": {"synthetic"}}
@@ -81,6 +83,7 @@ class RunConfig:
     in_flight: int | None = None
     gpu: str | bool = "auto"
     zarr_format: int = DEFAULT_ZARR_FORMAT
+    task: dict | None = None  # verb: predict: {config: ..., checkpoint: ...}
     folder: Path = Path(".")
 
     def make_source(self):
@@ -99,7 +102,7 @@ class RunConfig:
             return sources.SyntheticSource(spec.get("modalities", ["S2L2A"]), seed=spec.get("seed", 0),
                                            land=str(self._path(land)) if isinstance(land, str) else land)
         if kind == "cube":
-            return sources.CubeSource(_open_cube(self._path(self.source["cube"])))
+            return sources.CubeSource(open_cube(self._path(self.source["cube"])))
         where = self.source["stac"]
         where = where if str(where).startswith(("http://", "https://")) else str(self._path(where))
         extra = {k: self.source[k] for k in ("collections", "time", "composite", "mask_clouds") if k in self.source}
@@ -121,7 +124,8 @@ class RunConfig:
 
     def make_model(self, *, stand_in: bool = False):
         """The model of ``model``, ``weights``, ``device`` and ``precision``, loaded with
-        ``xterramind.load_model`` (a checkpoint path is relative to the file).
+        ``xterramind.load_model`` (a checkpoint path is relative to the file); for ``verb: predict`` the fine-tuned
+        model of ``task:``, loaded with ``xterramind.load_task``.
 
         Args:
             stand_in: the same model on seeded random weights, on the CPU: what a dry run that is given the
@@ -133,8 +137,13 @@ class RunConfig:
         Example:
             >>> model = load_config("europe.yaml").make_model()
         """
-        from .models import load_model
+        from .models import TaskModel, TaskRecipe, load_model, load_task
 
+        if self.task is not None:
+            config, checkpoint = (str(self._path(self.task[key])) for key in TASK_KEYS)
+            if stand_in:  # the config's model, its weights not loaded: tiles and output sizes only
+                return TaskModel(TaskRecipe(Path(config).read_text(), checkpoint, "cpu", "fp32"))
+            return load_task(config, checkpoint, device=self.device, precision=self.precision)
         if stand_in:
             return load_model(self.model, weights="random", device="cpu", precision="fp32")
         weights = self.weights if self.weights in ("auto", "random") else str(self._path(self.weights))
@@ -185,6 +194,7 @@ def load_config(path) -> RunConfig:
     if not isinstance(options, dict):
         raise ConfigError(f"{path}: options: must be a mapping of the verb's options, e.g. {{batch_size: 64}}")
     _check_verb(path, raw.get("verb", "embed"), options)
+    _check_task(path, raw.get("verb", "embed"), raw.get("task"))
     _check_settings(path, raw)
     folder = path.parent
     area = raw["area"]
@@ -192,6 +202,25 @@ def load_config(path) -> RunConfig:
     settings = {k: v for k, v in raw.items() if k not in ("area", "source", "output", "options")}
     return RunConfig(area=area, source=source, output=folder / str(raw["output"]), options=options, folder=folder,
                      **settings)
+
+
+def _check_task(path: Path, verb, task) -> None:
+    """``task:`` is there exactly for ``verb: predict``, naming both files of the fine-tuned model."""
+    example = "task: {config: config.yaml, checkpoint: best.ckpt}"
+    if verb != "predict":
+        if task is not None:
+            raise ConfigError(f"{path}: task: is for verb: predict (a fine-tuned model); verb: {verb} runs model:")
+        return
+    if not isinstance(task, dict):
+        raise ConfigError(f"{path}: verb: predict needs the fine-tuned model's files: {example}")
+    _check_known(path, task, set(TASK_KEYS), " in task:", "they are")
+    for key in TASK_KEYS:
+        if not isinstance(task.get(key), str):
+            raise ConfigError(f"{path}: task: {key}: must be a file path, e.g. {example}, got {_said(task.get(key))}")
+        file = Path(task[key]).expanduser()
+        if not (file if file.is_absolute() else path.parent / file).is_file():
+            raise ConfigError(f"{path}: task: {key}: no file at {task[key]} (relative paths are taken from the "
+                              "run file's folder)")
 
 
 def _check_known(path: Path, given: dict, known, where: str, listing: str) -> None:
@@ -318,7 +347,8 @@ def _check_source(path: Path, source: dict, kind: str) -> None:
         raise ConfigError(f"{path}: {where % 'composite'} must be median (or left out), got {_said(source['composite'])}")
 
 
-def _open_cube(path: Path):
+def open_cube(path: Path):
+    """A cube file as xarray: a zarr store (as ``xterramind.open`` reads it) or a raster (GeoTIFF), lazily."""
     import rasterio
     import rioxarray
     import zarr
@@ -327,10 +357,26 @@ def _open_cube(path: Path):
         raise ConfigError(f"source: {{cube: ...}}: no cube at {path}")
     try:
         if path.is_dir():  # as xterramind.open: a store of xterramind's as the result written (tokens: a token grid)
-            return open_result(path)
-        return rioxarray.open_rasterio(path, chunks={"band": -1, "y": 2048, "x": 2048})
+            return _one_cube(open_result(path))
+        cube = rioxarray.open_rasterio(path, chunks={"band": -1, "y": 2048, "x": 2048})
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError,
             rasterio.errors.RasterioIOError, ForeignStoreError):
         raise ConfigError(f"source: {{cube: ...}}: {path} is neither a zarr store nor a raster file (GeoTIFF)") from None
     except StoreError as error:  # an area run of several zones: which one is not said
         raise ConfigError(f"source: {{cube: ...}}: {error}") from None
+    names = cube.attrs.get("long_name")  # the bands' descriptions (B02, ...), where the raster has them
+    if isinstance(names, (tuple, list)) and len(names) == cube.sizes["band"] and all(names):
+        cube = cube.assign_coords(band=[str(name) for name in names])
+    return cube
+
+
+def _one_cube(opened):
+    """A store of one ``(band, y, x)`` variable (``cube.to_dataset(name=...).to_zarr()``) as that cube; else as it
+    is (a variable per modality)."""
+    import xarray as xr
+
+    if isinstance(opened, xr.Dataset) and len(opened.data_vars) == 1:
+        (variable,) = opened.data_vars.values()
+        if "band" in variable.dims:
+            return variable
+    return opened

@@ -217,9 +217,11 @@ def run(plan: Plan, source: Source, verb: str, model: TerraMindModel, store_path
     Args:
         plan: from ``xterramind.planner.plan_area`` or ``xterramind.planner.plan_grid``.
         source: where the pixels come from, e.g. a ``xterramind.sources.StacSource``.
-        verb: ``"embed"``, ``"generate"`` (with ``targets=``), ``"tokenize"`` (with ``modality=``) or
-            ``"detokenize"`` (with ``modality=``, reading a token grid, e.g. ``CubeSource(xterramind.open(tokens))``).
-        model: a handle from ``xterramind.load_model``; each worker loads its own copy once.
+        verb: ``"embed"``, ``"generate"`` (with ``targets=``), ``"tokenize"`` (with ``modality=``),
+            ``"detokenize"`` (with ``modality=``, reading a token grid, e.g. ``CubeSource(xterramind.open(tokens))``)
+            or ``"predict"`` (with a fine-tuned model).
+        model: a handle from ``xterramind.load_model`` (``xterramind.load_task`` for ``"predict"``); each worker
+            loads its own copy once.
         store_path (str | os.PathLike): the run's zarr store (a local or shared path every worker can write to).
         client (distributed.Client | None): default the current client, else a local cluster for this call.
         in_flight: regions on the cluster at once (default: twice the cluster's threads, at least 4).
@@ -248,9 +250,9 @@ def run(plan: Plan, source: Source, verb: str, model: TerraMindModel, store_path
         >>> report = runner.run(plan, source, "generate", model, "lulc.zarr", targets=["LULC"], seed=0)
     """
     started = time.perf_counter()
-    check_model(model)
     limit = whole_number("limit", limit, 1, optional=True)
     check_options(verb, options)  # these mistakes fail before a cluster starts
+    check_model(model, VERBS[verb].takes)
     path, zones = Path(store_path).expanduser(), {zone.name: zone.crs for zone in plan.zones}
     store.check_run_root(path, zones, resume=resume, overwrite=overwrite)
     with _client(client) as active:
