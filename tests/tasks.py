@@ -79,8 +79,6 @@ def seeded_model(config: dict, seed: int = 0) -> FineTuned:
     spec = read_config(config).spec
     module = empty_module(lambda: FineTuned(spec))
     init_seeded_(module, seed)
-    if spec.tim:  # shared tensors took the last name's values: give every alias the same again
-        module.encoder.sampler.model.tie_weights()
     return module.eval()
 
 

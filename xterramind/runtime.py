@@ -190,3 +190,9 @@ def shared(key, build):
         if key not in _models:
             _models[key] = build()
         return _models[key]
+
+
+def forget(key) -> None:
+    """Let the process-wide object for ``key`` go (its memory with it); the next ``shared`` builds it again."""
+    with _models_lock:
+        _models.pop(key, None)

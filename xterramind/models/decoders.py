@@ -1,8 +1,8 @@
 """The decoders of TerraTorch's encoder-decoder models, natively, and the one place they are looked up by name.
 
 Each has TerraTorch's name, constructor arguments (the config's ``decoder_*``), ``out_channels`` and state-dict names,
-so a fine-tuned checkpoint loads as it is. A decoder takes the necks' list of features and gives one feature map;
-``includes_head`` ones (``LinearDecoder``) give the classes themselves and take ``num_classes``.
+so a fine-tuned checkpoint loads as it is. A decoder takes the necks' list of features and gives one feature map,
+which the head turns into the outputs.
 """
 
 from __future__ import annotations
@@ -57,9 +57,8 @@ class IdentityDecoder(nn.Module):
 
 
 class LinearDecoder(nn.Module):
-    """Classes straight from one feature: a transposed convolution of kernel and stride ``upsampling_size``."""
-
-    includes_head = True
+    """One feature upsampled by a transposed convolution of kernel and stride ``upsampling_size`` to ``num_classes``
+    channels (``decoder_num_classes``); TerraTorch 1.2's factory puts the head after it, as after any decoder."""
 
     def __init__(self, embed_dim: list[int], num_classes: int, upsampling_size: int, in_index: int = -1):
         super().__init__()
@@ -75,19 +74,15 @@ DECODERS = {decoder.__name__: decoder for decoder in (UNetDecoder, UperNetDecode
                                                       LinearDecoder)}
 
 
-def build_decoder(name: str, channels: list[int], arguments: dict, outputs: int) -> tuple[nn.Module, bool]:
-    """The decoder ``name`` on features of ``channels`` with the config's ``decoder_*`` ``arguments``, and whether it
-    includes the head (then it gives the ``outputs`` classes itself).
+def build_decoder(name: str, channels: list[int], arguments: dict) -> nn.Module:
+    """The decoder ``name`` on features of ``channels`` with the config's ``decoder_*`` ``arguments``.
 
     Example:
-        >>> decoder, includes_head = build_decoder("FCNDecoder", [192], {"channels": 64}, outputs=2)
-        >>> decoder.out_channels, includes_head
-        (64, False)
+        >>> build_decoder("FCNDecoder", [192], {"channels": 64}).out_channels
+        64
     """
     decoder = DECODERS.get(name)
     if decoder is None:
         raise ConfigError(f"decoder {name!r} is not supported; supported decoders: {sorted(DECODERS)}")
-    includes_head = getattr(decoder, "includes_head", False)
-    arguments = dict(arguments) | ({"num_classes": outputs} if includes_head else {})
-    check_arguments(f"decoder {name}", decoder, arguments, skip=("embed_dim", "num_classes"), prefix="decoder_")
-    return decoder(list(channels), **arguments), includes_head
+    check_arguments(f"decoder {name}", decoder, arguments, skip=("embed_dim",), prefix="decoder_")
+    return decoder(list(channels), **arguments)

@@ -107,17 +107,17 @@ class FineTuned(nn.Module):
             self.encoder.missing_mod_token = nn.Parameter(torch.zeros(config.dim))
         width = config.dim * (grids if spec.merge == "concat" else 1)
         self.neck, channels = build_necks(list(spec.necks), [width] * config.encoder_depth)
-        self.decoder, includes_head = build_decoder(spec.decoder, channels, dict(spec.decoder_args), spec.outputs)
-        if includes_head:
-            if spec.head_args:
-                raise ConfigError(f"decoder {spec.decoder} includes the head: remove the head_* arguments "
-                                  f"{sorted(spec.head_args)}")
-            self.head = nn.Identity()
-        else:
-            head = HEADS[spec.kind]
-            counts = {"num_classes" if spec.kind == "segmentation" else "num_outputs": spec.outputs}
-            check_arguments(f"the {spec.kind} head", head, dict(spec.head_args), skip=("in_channels", *counts), prefix="head_")
-            self.head = head(self.decoder.out_channels, **spec.head_args, **counts)
+        self.decoder = build_decoder(spec.decoder, channels, dict(spec.decoder_args))
+        head = HEADS[spec.kind]
+        counts = {"num_classes" if spec.kind == "segmentation" else "num_outputs": spec.outputs}
+        check_arguments(f"the {spec.kind} head", head, dict(spec.head_args), skip=("in_channels", *counts),
+                        prefix="head_")
+        self.head = head(self.decoder.out_channels, **spec.head_args, **counts)
+
+    def tie_weights(self) -> None:
+        """Share what TerraTorch shares: a TiM generator's embeddings and logits (``empty_module`` calls it)."""
+        if self.spec.tim:
+            self.encoder.sampler.model.tie_weights()
 
     def forward(self, inputs: Mapping[str, torch.Tensor], seeds: Sequence[int] | None = None) -> torch.Tensor:
         size = next(iter(inputs.values())).shape[-2:]
