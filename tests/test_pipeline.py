@@ -133,7 +133,7 @@ def test_a_result_with_time_is_written_region_by_region_and_date_by_date(small, 
 
 
 def test_every_verb_is_run_by_the_region_stages():
-    assert set(pipeline.VERBS) == {"embed", "tokenize", "detokenize", "generate"}
+    assert set(pipeline.VERBS) == {"embed", "tokenize", "detokenize", "generate", "predict"}
     assert all(verb.name == name for name, verb in pipeline.VERBS.items())
 
 

@@ -16,6 +16,7 @@ import xterramind
 from tests.tasks import save_checkpoint, seeded_model, task_config, write_task
 from xterramind import runtime
 from xterramind.errors import CheckpointError, ConfigError, MissingBandsError, OptionError, XterramindError
+from xterramind.models.task_config import read_config
 from xterramind.predict import PREDICT
 
 FCN = {"decoder": "FCNDecoder", "decoder_args": {"channels": 16, "num_convs": 4},
@@ -181,6 +182,20 @@ def test_a_regression_head_takes_only_torch_activations_by_name(tmp_path, act):
     config = task_config(kind="regression", head_args={"final_act": act}, **FCN)
     with pytest.raises(ConfigError, match=r"head_final_act .* is not supported; supported: \[.*'Sigmoid'"):
         xterramind.load_task(config, write_task(tmp_path, task_config(kind="regression", **FCN))[1], device="cpu")
+
+
+def test_the_data_module_s_constant_scale_is_part_of_the_standardization():
+    """TerraTorch's data modules feed ``(x * constant_scale - mean) / std``: statistics of scaled data."""
+    plain = task_config(**FCN)
+    scaled = task_config(**FCN)
+    data = scaled["data"]["init_args"]
+    data |= {"constant_scale": 1e-4, "means": [m * 1e-4 for m in data["means"]], "stds": [s * 1e-4 for s in data["stds"]]}
+    (a,), (b,) = read_config(plain).inputs, read_config(scaled).inputs
+    np.testing.assert_allclose(b.mean, a.mean, rtol=1e-9)
+    np.testing.assert_allclose(b.std, a.std, rtol=1e-9)
+    data["constant_scale"] = 0
+    with pytest.raises(ConfigError, match="constant_scale for S2L1C must be a positive number"):
+        read_config(scaled)
 
 
 def test_a_checkpoint_of_another_configuration_is_reported_key_by_key(tmp_path):

@@ -53,7 +53,8 @@ class TaskConfig:
     Attributes:
         spec: the model.
         inputs: per input modality, its spec as the fine-tuned model takes it: the bands (xterramind names, in the
-            model's order) and the mean and standard deviation each was standardized with in training.
+            model's order) and the mean and standard deviation each was standardized with in training, in the
+            data's own units (the data module's ``constant_scale`` folded in).
         class_names: the classes' names where the config gives them (``class_names``), else ``None``.
         tiling: ``(tile_size, overlap)`` from ``tiled_inference_parameters`` where they fit the token lattice, else None.
         text: the config as read (YAML): what a recipe carries to rebuild the model elsewhere.
@@ -230,7 +231,9 @@ def _inputs(spec: TaskSpec, bands: dict, data: Mapping) -> tuple[ModalitySpec, .
                                   f"takes {len(band_names)} bands {list(band_names)}")
         if any(value <= 0 for value in std):
             raise ConfigError(f"the data module's stds for {name} must be positive, got {list(std)}")
-        inputs.append(replace(base, bands=tuple(band_names), mean=tuple(mean), std=tuple(std)))
+        scale = _scale(data.get("constant_scale", 1.0), name)  # the data module feeds (x * scale - mean) / std
+        inputs.append(replace(base, bands=tuple(band_names), mean=tuple(m / scale for m in mean),
+                              std=tuple(s / scale for s in std)))
     return tuple(inputs)
 
 
@@ -266,6 +269,15 @@ def _statistic(values, name: str, index: int, count: int, what: str) -> list[flo
         return [float(v) for v in found]
     except (TypeError, ValueError):
         raise ConfigError(f"the data module's {what} for {name} must be numbers, got {found!r}") from None
+
+
+def _scale(value, name: str) -> float:
+    """The data module's ``constant_scale`` for one input (one number, or a mapping by modality)."""
+    if isinstance(value, Mapping):
+        value = next((v for k, v in value.items() if _same(k, name)), 1.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigError(f"the data module's constant_scale for {name} must be a positive number, got {value!r}")
+    return float(value)
 
 
 def _same(key, name: str) -> bool:

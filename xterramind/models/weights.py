@@ -172,7 +172,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return _Inert
         if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
             return getattr(torch, name)
-        raise pickle.UnpicklingError(f"Unsupported global: GLOBAL {module}.{name}")
+        raise CheckpointError(f"{module}.{name}")  # said with the file's path by _read_torch
 
 
 class _RestrictedPickle:
@@ -193,16 +193,22 @@ def _read_torch(path: Path, mmap: bool, training: bool = False):
             with open(path, "rb") as handle:
                 return torch.load(handle, map_location="cpu", **restricted)
         return torch.load(path, map_location="cpu", mmap=mmap, **restricted)
+    except CheckpointError as refused:  # the restricted unpickler met a global it does not build
+        raise _runs_code(path, str(refused)) from None
     except Exception as error:  # torch raises anything from UnpicklingError to KeyError on a file it cannot read
         unsafe = UNSAFE_GLOBAL.search(str(error)) if isinstance(error, pickle.UnpicklingError) else None
         if unsafe:
-            raise CheckpointError(
-                f"{path} is not a plain checkpoint: it asks to run code or build Python objects ({unsafe[1]}), so "
-                "xterramind will not load it (it never runs code from a checkpoint). Use the official file, or, if "
-                "you trust where it came from, re-save just its tensors as a plain state dict: "
-                "torch.save(model.state_dict(), path) or safetensors.torch.save_file(...)."
-            ) from None
+            raise _runs_code(path, unsafe[1]) from None
         raise _corrupt(path, error) from None
+
+
+def _runs_code(path: Path, named: str) -> CheckpointError:
+    return CheckpointError(
+        f"{path} is not a plain checkpoint: it asks to run code or build Python objects ({named}), so xterramind "
+        "will not load it (it never runs code from a checkpoint). Use the official file or the checkpoint your "
+        "training saved; or, if you trust where it came from, re-save just its tensors as a plain state dict: "
+        "torch.save(model.state_dict(), path) or safetensors.torch.save_file(...)."
+    )
 
 
 def _read_safetensors(path: Path):
