@@ -288,6 +288,10 @@ def test_a_run_file_names_the_task_of_predict_and_only_there(tmp_path):
         with pytest.raises(ConfigError, match=says):
             load_config(_config(tmp_path, "", **settings))
     assert load_config(_config(tmp_path, "", verb="predict", task=task)).make_model().kind == "segmentation"
+    tiled, _ = write_task(tmp_path, task_config(**PREDICT_TASK, tiled={"crop": 224, "stride": 160}), name="tiled")
+    run = load_config(_config(tmp_path, "", verb="predict", task=task | {"config": tiled.name}))
+    tiling = run.make_plan(run.make_source()).zones[0].tiling  # the config's tiles, as predict takes them
+    assert (tiling.tile_size, tiling.overlap) == (224, 64)
 
 
 def _command(config: Path, *options) -> list[str]:

@@ -110,17 +110,21 @@ class RunConfig:
 
     def make_plan(self, source):
         """The plan of ``area``: on the cube's own grid for a cube source (``xterramind.planner.plan_grid``),
-        else one grid per UTM zone at ``resolution`` (``xterramind.planner.plan_area``).
+        else one grid per UTM zone at ``resolution`` (``xterramind.planner.plan_area``). A fine-tuned model's
+        tiles are its config's (``tiled_inference_parameters``), as ``predict`` takes them.
 
         Example:
             >>> plan = config.make_plan(config.make_source())
             >>> plan.regions
         """
         from . import planner, sources
+        from .models.task_config import read_config
 
+        tiling = read_config(self._path(self.task["config"])).tiling if self.task is not None else None
+        tiles = dict(zip(("tile_size", "overlap"), tiling, strict=True)) if tiling else {}
         if isinstance(source, sources.CubeSource):
-            return planner.plan_grid(source.grid, self.area, region=self.region)
-        return planner.plan_area(self.area, resolution=self.resolution, region=self.region)
+            return planner.plan_grid(source.grid, self.area, region=self.region, **tiles)
+        return planner.plan_area(self.area, resolution=self.resolution, region=self.region, **tiles)
 
     def make_model(self, *, stand_in: bool = False):
         """The model of ``model``, ``weights``, ``device`` and ``precision``, loaded with

@@ -91,6 +91,7 @@ class TaskModel:
 
     @property
     def name(self) -> str:
+        """What the model is, for messages and provenance: ``"terramind_v1_base fine-tuned (segmentation)"``."""
         return f"{self.task.spec.backbone}{'_tim' if self.task.spec.tim else ''} fine-tuned ({self.kind})"
 
     is_random = False  # a fine-tuned model always comes from its checkpoint
@@ -126,12 +127,15 @@ class TaskModel:
         if self.recipe.module:
             factory, arguments = pickle.loads(self.recipe.module)
             module = factory(**arguments)
+            layout = module.state_dict() if isinstance(module, nn.Module) else {}
+            state = {k: v for k, v in state.items() if k in layout or not k.startswith(IGNORED_PREFIXES)}
             _load_own(module, state, self.recipe.checkpoint)
         else:
             module = empty_module(lambda: FineTuned(self.task.spec))
             layout = {key: value.shape for key, value in module.state_dict().items()}
             state = {k: v for k, v in state.items() if not k.startswith(IGNORED_PREFIXES)}
-            check_state_dict(state, layout, set(layout), _describe(self.task), self.recipe.checkpoint)
+            check_state_dict(state, layout, set(layout), _describe(self.task), self.recipe.checkpoint,
+                             describe=_looks_like)
             module.load_state_dict(state, strict=True)
         runtime.loads[self.name] += 1
         return module.eval().requires_grad_(False).to(self.device)
@@ -190,6 +194,24 @@ def _describe(task: TaskConfig) -> str:
     return (f"{spec.backbone}{' TiM ' + str(list(spec.tim)) if spec.tim else ''} {spec.kind} with "
             f"{[s.name for s in task.inputs]} inputs, necks {[n.get('name') for n in spec.necks]}, {spec.decoder}, "
             f"{spec.outputs} outputs (the config)")
+
+
+# A decoder's telltale state-dict names (TerraTorch's), for saying what a checkpoint that does not fit holds.
+DECODER_KEYS = {"UNetDecoder": "decoder.decoder.blocks.", "UperNetDecoder": "decoder.psp_modules.",
+                "FCNDecoder": "decoder.convs.", "LinearDecoder": "decoder.conv."}
+
+
+def _looks_like(state: Mapping[str, torch.Tensor]) -> str:
+    """What a fine-tuning checkpoint holds, as far as its names say: backbone width, decoder, outputs."""
+    token = next((v for k, v in state.items() if k.startswith("encoder.encoder_embeddings.") and k.endswith("proj.weight")),
+                 None)
+    decoder = next((name for name, prefix in DECODER_KEYS.items() if any(k.startswith(prefix) for k in state)), None)
+    head = state.get("head.head.2.weight")  # a segmentation head's last convolution
+    if token is None and decoder is None:
+        return "no fine-tuned TerraMind model (no encoder.encoder_embeddings.*, no known decoder)"
+    parts = [f"a {token.shape[0]}-wide backbone" if token is not None else "", f"decoder {decoder}" if decoder else "",
+             f"{head.shape[0]} outputs" if head is not None else ""]
+    return "a fine-tuned model: " + ", ".join(part for part in parts if part)
 
 
 def _without_model_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

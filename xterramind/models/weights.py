@@ -249,12 +249,14 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def check_state_dict(
-    state: Mapping[str, torch.Tensor], layout: Mapping[str, torch.Size], required: set[str], expected: str, source: str
+    state: Mapping[str, torch.Tensor], layout: Mapping[str, torch.Size], required: set[str], expected: str, source: str,
+    describe=None,
 ) -> None:
     """Raise ``CheckpointError`` unless ``state`` fits ``layout`` (the full module's names and shapes).
 
     Keys in ``layout`` but not in ``required`` (the decoder, when only the encoder is built) may be
-    absent; unknown keys and wrong shapes are always errors. ``expected`` names what should be there.
+    absent; unknown keys and wrong shapes are always errors. ``expected`` names what should be there;
+    ``describe(state)`` says what the file looks like instead (default: which TerraMind checkpoint).
     """
     missing = sorted(required - set(state))
     unexpected = sorted(set(state) - set(layout))
@@ -265,7 +267,7 @@ def check_state_dict(
     )
     if not (missing or unexpected or mismatched):
         return
-    guess = describe_checkpoint(state)
+    guess = (describe or describe_checkpoint)(state)
     lines = [f"{source} does not fit {expected}." + (f" It looks like {guess}." if guess and guess != expected else "")]
     for title, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched)):
         if items:
