@@ -86,11 +86,8 @@ def demo(args: argparse.Namespace) -> None:
     for name, product in products.items():
         if is_store(output / name):
             print(f"replacing the previous demo output {output / name}")
-        try:
-            print(f"wrote   {product.terramind.to_zarr(output / name, overwrite=True, zarr_format=args.zarr_format)}")
-        except Interrupted:
-            raise Interrupted(f"the demo was interrupted while writing {output / name}; run `xterramind demo` again "
-                              "(it starts over)") from None
+        _write(product, output / name, True, args.zarr_format,
+               f"the demo was interrupted while writing {output / name}; run `xterramind demo` again (it starts over)")
     embeddings = open_result(output / "embeddings.zarr").values
     classes = open_result(output / "lulc.zarr")["LULC"].values
     pixels = cube.sel(band=["B04", "B03", "B02"]).values.astype(np.float32)
@@ -147,11 +144,16 @@ def predict(args: argparse.Namespace) -> None:
         raise MissingBandsError(f"{found} Name the INPUT's bands in order with --bands, e.g. --bands "
                                 f"{' '.join(task.inputs[0].bands)}") from None
     print(f"{task!r}")
+    _write(result, args.output, args.overwrite, args.zarr_format, f"predict was interrupted while writing "
+           f"{args.output}; run the same command again to finish it (regions written are kept)")
+
+
+def _write(result, path, overwrite: bool, zarr_format: int, interrupted: str) -> None:
+    """``to_zarr`` with the store it wrote said; Ctrl-C said as ``interrupted`` (how to go on)."""
     try:
-        print(f"wrote   {result.terramind.to_zarr(args.output, overwrite=args.overwrite, zarr_format=args.zarr_format)}")
+        print(f"wrote   {result.terramind.to_zarr(path, overwrite=overwrite, zarr_format=zarr_format)}")
     except Interrupted:
-        raise Interrupted(f"predict was interrupted while writing {args.output}; run the same command again to "
-                          "finish it (regions written are kept)") from None
+        raise Interrupted(interrupted) from None
 
 
 def _open_input(where: str, inputs, args: argparse.Namespace):
