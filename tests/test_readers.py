@@ -37,7 +37,8 @@ STORE_READER = re.compile(r"open|read|load", re.IGNORECASE)  # a call by such a 
 ZARR_STRING = re.compile(r"""ZARR:(?:"(?P<quoted>[^"]+)"|(?P<bare>[^\s"'`:]+)):(?P<inner>/[\w/]*)""")
 GDALINFO = re.compile(r"gdalinfo\s+([^`\n]+)")
 ZONE = re.compile(r"utm\d{1,2}[ns]")
-KINDS = {"lulc": "lulc", "embeddings": "embeddings", "int8": "embeddings", "area": "area", "europe": "area"}  # store name -> store
+KINDS = {"lulc": "lulc", "embeddings": "embeddings", "int8": "embeddings", "area": "area", "europe": "area",
+         "spain-floods": "area-prediction", "floods": "prediction"}  # store name -> store (the first key it holds)
 
 
 @dataclass(frozen=True)
@@ -267,8 +268,10 @@ def check(form: Form, stores: dict[str, Store]) -> None:
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory, cube, micro):
-    """Embeddings, land cover and an area run of the bundled scene, each written in the default format."""
+    """Embeddings, land cover, a fine-tuned model's prediction and area runs of the bundled scene (embeddings and
+    a prediction), each written in the default format."""
     from distributed import Client, LocalCluster
+    from tasks import task_config, write_task
 
     from xterramind.planner import plan_grid
     from xterramind.runner import run
@@ -278,19 +281,28 @@ def stores(tmp_path_factory, cube, micro):
     embeddings = cube.terramind.embed(micro)
     embeddings.terramind.to_zarr(folder / "embeddings.zarr", progress=False)
     cube.terramind.generate("LULC", micro, seed=7).terramind.to_zarr(folder / "lulc.zarr", progress=False)
+    task = xterramind.load_task(*write_task(folder / "task", task_config(
+        classes=2, class_names=["Others", "Water"], decoder="FCNDecoder", decoder_args={"channels": 8, "num_convs": 1},
+        necks=[{"name": "SelectIndices", "indices": [-1]}, {"name": "ReshapeTokensToImage"}])), device="cpu")
+    cube.terramind.predict(task).terramind.to_zarr(folder / "floods.zarr", progress=False)
     plan = plan_grid(xterramind.modalities.grid_of(cube, "cube"), region=24)
     routes = "distributed.scheduler.http.routes"  # a scheduler without bokeh appends to it: let it append to a copy
     with dask.config.set({routes: list(dask.config.get(routes))}), \
             LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
-        report = run(plan, CubeSource(cube), "embed", micro, folder / "area.zarr", progress_bar=False, client=client)
-    assert report.written == report.regions
+        reports = [run(plan, CubeSource(cube), "embed", micro, folder / "area.zarr", progress_bar=False, client=client),
+                   run(plan, CubeSource(cube), "predict", task, folder / "spain-floods.zarr", progress_bar=False,
+                       client=client)]
+    assert all(report.written == report.regions for report in reports)
     tokens = dict(crs=embeddings.rio.crs, transform=embeddings.rio.transform(), shape=embeddings.shape[-2:],
                   opens_as=xr.DataArray)
     return {
         "embeddings": Store(folder / "embeddings.zarr", **tokens),
         "lulc": Store(folder / "lulc.zarr", cube.rio.crs, cube.rio.transform(), cube.shape[-2:], xr.Dataset),
         "area": Store(folder / "area.zarr", **tokens, zone=plan.zones[0].name),
+        "prediction": Store(folder / "floods.zarr", cube.rio.crs, cube.rio.transform(), cube.shape[-2:], xr.Dataset),
+        "area-prediction": Store(folder / "spain-floods.zarr", cube.rio.crs, cube.rio.transform(), cube.shape[-2:],
+                                 xr.Dataset, zone=plan.zones[0].name),
     }
 
 
