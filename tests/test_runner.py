@@ -1,5 +1,6 @@
 """Area runs on a real multi-process Dask cluster: results, resources, lost workers, a killed driver, graph size."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -275,6 +276,25 @@ def test_a_predict_run_equals_the_accessor_and_a_run_file_names_the_task(client,
     with rasterio.open(f'ZARR:"{tmp_path / "flood.zarr"}":/utm18n/classes') as dataset:
         assert dataset.crs.to_epsg() == 32618 and dataset.transform == expected.rio.transform()
         np.testing.assert_array_equal(dataset.read(1), expected.classes.values)
+
+
+def test_regions_an_area_does_not_touch_read_as_nodata_not_as_a_class(client, tmp_path):
+    """A fine-tuned model's class 0 is a real class: the zone's regions outside the area get the classes' nodata
+    (255), as regions without valid input do; the computed ones are the accessor's."""
+    config, checkpoint = write_task(tmp_path, task_config(**PREDICT_TASK))
+    cube, task = xterramind.open_sample(), xterramind.load_task(config, checkpoint, device="cpu")
+    whole = plan_grid(grid_of(cube, "sample"), region=24)
+    zone = whole.zones[0]
+    plan = dataclasses.replace(whole, zones=[dataclasses.replace(zone, region_indices=zone.region_indices[:1])])
+    report = runner.run(plan, CubeSource(cube), "predict", task, tmp_path / "part.zarr", client=client, gpu=False)
+    assert report.written == 1
+    classes = xr.open_zarr(tmp_path / "part.zarr", group=zone.name).classes.values
+    size = zone.region_size * 16
+    expected = cube.terramind.predict(task, chunks=24).classes.values
+    np.testing.assert_array_equal(classes[:size, :size], expected[:size, :size])
+    outside = np.ones(classes.shape, bool)
+    outside[:size, :size] = False
+    assert (classes[outside] == 255).all()
 
 
 def test_a_run_file_names_the_task_of_predict_and_only_there(tmp_path):

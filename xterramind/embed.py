@@ -51,6 +51,7 @@ DTYPES = ("float32", "float16", "int8")  # how embeddings are stored (see the mo
 SCALE = "embeddings_scale"  # an int8 result's second variable: each vector's length
 INT8_NODATA = -128  # an int8 component of a token without valid pixels
 INT8_STEPS = 127  # int8 codes of a unit vector's component: -127..127, on the square-root scale
+INT8_DECODING = f"sign(q) * (q / {INT8_STEPS})**2 * {SCALE}"  # the vector from its codes q: in every int8 product
 _TORCH = {"float32": torch.float32, "float16": torch.float16, "int8": torch.int8}
 
 
@@ -99,8 +100,8 @@ def prepare(
         result = xr.DataArray(arrays["embeddings"], dims=(*time, "embedding", "y", "x"), name="embeddings", attrs=attrs,
                               coords={"embedding": np.arange(job.features), **layout.time_coords()})
         if dtype == "int8":
-            result.attrs = attrs | {"nodata": INT8_NODATA, "decoding": f"sign(q) * (q / {INT8_STEPS})**2 * {SCALE}, "
-                                    "NaN where q is -128: xterramind.dequantize"}
+            result.attrs = attrs | {"nodata": INT8_NODATA, "decoding": f"{INT8_DECODING}, NaN where q is "
+                                    f"{INT8_NODATA}: xterramind.dequantize"}
             scale = xr.DataArray(arrays[SCALE], dims=(*time, "y", "x"), attrs=attrs | {
                 "long_name": "length of each embedding vector (its int8 codes are of the unit vector)"})
             result = xr.Dataset({"embeddings": result, SCALE: scale}, attrs=attrs)

@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 
 from . import executor, store
@@ -284,7 +285,11 @@ def _regions_to_do(plan: Plan, source: Source, verb: str, model: TerraMindModel,
         prepared = prepare_zone(zone, source, verb, model, options)
         template = store.prepare(prepared.placeholder(), root / zone.name, resume=True, zarr_format=zarr_format)
         work, reader = RegionWork.of(prepared, template), _reader(zone, source, prepared, options)
-        undone = template.ledger()[zone.region_indices[:, 0], zone.region_indices[:, 1]] == 0
+        ledger = template.ledger()
+        undone = ledger[zone.region_indices[:, 0], zone.region_indices[:, 1]] == 0
+        outside = ledger == 0  # regions of the zone's grid that the area does not touch: never computed
+        outside[zone.region_indices[:, 0], zone.region_indices[:, 1]] = False
+        store.write_nodata(template, [tuple(index) for index in np.argwhere(outside)])
         skipped += int((~undone).sum())
         todo += [(zone.name, work, reader, (int(row), int(col))) for row, col in zone.region_indices[undone]]
     store.consolidate(root)  # the zones' metadata in one place; region writes never change it

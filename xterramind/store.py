@@ -181,17 +181,22 @@ def _write_block(*arrays: np.ndarray, target: Template, index) -> bool:
 
 
 def mark_empty(target: Template, index) -> None:
-    """Mark a region complete without computing it: it had no valid input. It stays at the fill value, but
-    for integer variables whose declared ``nodata`` is another value (tokens: -1, where 0 is a real token),
-    which get their nodata written."""
-    group = zarr.open_group(target.path, mode="r+")
-    slices = target.layout.slices(index)
-    for name in target.layout.variables:
-        array = group[name]
-        nodata = array.attrs.get("nodata")
-        if isinstance(nodata, int) and nodata != array.fill_value:
-            array[_region(array, slices)] = nodata
+    """Mark a region complete without computing it: it had no valid input (see ``write_nodata``)."""
+    write_nodata(target, [index])
     zarr.open_array(target.path, path=f"{LEDGER}/done", mode="r+")[index] = DONE_EMPTY
+
+
+def write_nodata(target: Template, indices) -> None:
+    """Give regions that are not computed their nodata: they stay at the fill value, but for integer variables
+    whose declared ``nodata`` is another value (tokens: -1, where 0 is a real token; a fine-tuned model's classes:
+    255, where 0 is a class), which get their nodata written. The ledger is left as it is."""
+    group = zarr.open_group(target.path, mode="r+")
+    unfilled = [(array, nodata) for array in (group[name] for name in target.layout.variables)
+                if isinstance(nodata := array.attrs.get("nodata"), int) and nodata != array.fill_value]
+    for index in indices if unfilled else ():
+        slices = target.layout.slices(index)
+        for array, nodata in unfilled:
+            array[_region(array, slices)] = nodata
 
 
 def _region(array, slices: dict[str, slice]) -> tuple[slice, ...]:
