@@ -33,6 +33,7 @@ import rioxarray  # noqa: F401  (registers the .rio accessor this module uses)
 import xarray as xr
 import zarr
 
+from . import geozarr
 from .errors import ForeignStoreError, InputError, MissingCRSError, OptionError, StoreError, StoreExistsError
 
 LEDGER = "xterramind"  # the group holding the fingerprint and the ``done`` ledger
@@ -344,7 +345,33 @@ def _write_template(dataset: xr.Dataset, path: Path, zarr_format: int, fingerpri
     blocks = tuple(len(c) for c in layout.chunks)
     group.create_array("done", shape=blocks, chunks=(1,) * len(blocks), dtype="uint8", fill_value=0,
                        compressors=[_zstd(zarr_format)])
+    write_geozarr(path, dataset)  # metadata beside CF and _CRS, outside the fingerprint: older stores still resume
     consolidate(path)
+
+
+def write_geozarr(path, dataset: xr.Dataset) -> None:
+    """Add the GeoZarr convention attributes (``xterramind.geozarr``: ``proj:``, ``spatial:``, ``zarr_conventions``)
+    of ``dataset``'s grid to the store at ``path``: its root group and each data variable whose last two dimensions
+    are ``y``, ``x``. Conventions declared there already (another's) are kept. Metadata only: it changes nothing
+    xarray, rioxarray or GDAL read, and is written before ``consolidate``.
+
+    Example:
+        >>> write_geozarr("lulc.zarr", lulc)
+        >>> zarr.open_group("lulc.zarr")["LULC"].attrs["spatial:dimensions"]
+        ['y', 'x']
+    """
+    attrs = geozarr.attributes(dataset.rio.crs, dataset.rio.transform(), (dataset.sizes["y"], dataset.sizes["x"]))
+    root = zarr.open_group(str(path), mode="r+")
+    nodes = [root, *(root[name] for name, var in dataset.data_vars.items() if var.dims[-2:] == ("y", "x"))]
+    for node in nodes:
+        node.attrs.update(_with_conventions(node.attrs, attrs))
+
+
+def _with_conventions(existing, attrs: dict) -> dict:
+    """``attrs``, whose ``zarr_conventions`` also keep the declarations already on the node that are not theirs."""
+    ours = {c["uuid"] for c in attrs["zarr_conventions"]}
+    kept = [c for c in existing.get("zarr_conventions") or [] if not (isinstance(c, dict) and c.get("uuid") in ours)]
+    return {**attrs, "zarr_conventions": kept + attrs["zarr_conventions"]}
 
 
 def compressors(dtype, zarr_format: int) -> list:
