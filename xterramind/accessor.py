@@ -5,7 +5,9 @@ from __future__ import annotations
 import xarray as xr
 
 from . import embed, generate, pipeline, plot, predict, retrieval, store, tokens
+from . import overviews as xterramind_overviews  # the module; ``overviews`` is to_zarr's option
 from .arguments import check_keywords, checked
+from .errors import OptionError
 
 
 class TerraMindAccessor:
@@ -174,20 +176,29 @@ class TerraMindAccessor:
 
     @checked("to_zarr")
     def to_zarr(self, path, *, resume: bool = True, overwrite: bool = False, zarr_format: int = store.DEFAULT_ZARR_FORMAT,
-                progress=None):
+                overviews: bool = False, progress=None):
         """Write this lazy result to a georeferenced zarr store, region by region.
 
         Interrupted (Ctrl-C stops it once the regions in flight are written)? Run the same call again:
         regions already written are skipped. A store that holds something else is never overwritten unless
         ``overwrite=True``. ``zarr_format=2`` (the default) opens with every GDAL from 3.6 (rasterio's
         wheels, QGIS); ``zarr_format=3`` needs GDAL 3.11 or newer. Read it back with ``xterramind.open``.
+        ``overviews=True`` then adds coarser levels for viewers (``xterramind.overviews.build``: land cover by
+        mode, images and embeddings by mean), resumable too.
 
         Example:
             >>> report = emb.terramind.to_zarr("embeddings.zarr")
             >>> print(report)   # regions written, skipped, time
             >>> emb = xterramind.open("embeddings.zarr")   # the same result, georeferenced
+            >>> lulc.terramind.to_zarr("lulc.zarr", overviews=True)   # with levels a viewer draws quickly
         """
-        return pipeline.write(self._obj, path, resume=resume, overwrite=overwrite, zarr_format=zarr_format, progress_bar=progress)
+        if not isinstance(overviews, bool):
+            raise OptionError(f"overviews must be True or False, got {overviews!r}")
+        report = pipeline.write(self._obj, path, resume=resume, overwrite=overwrite, zarr_format=zarr_format,
+                                progress_bar=progress)
+        if overviews:
+            xterramind_overviews.build(path, progress=progress)
+        return report
 
 
 xr.register_dataset_accessor("terramind")(TerraMindAccessor)

@@ -28,7 +28,7 @@ from affine import Affine
 
 from .errors import InputError, MissingCRSError, OptionError
 
-__all__ = ["DECLARATIONS", "attributes", "conventions", "read"]
+__all__ = ["DECLARATIONS", "attributes", "conventions", "is_convention_key", "read"]
 
 _TAG = "v0.1"  # the release of each convention that is declared (the UUIDs never change across releases)
 
@@ -52,6 +52,17 @@ DECLARATIONS: dict[str, dict[str, str]] = {  # the convention metadata objects, 
                                 "Multiscale layout of zarr datasets"),
 }
 _PROJ_KEYS = ("proj:wkt2", "proj:projjson", "proj:code")  # read in this order: the full definitions first
+
+
+def is_convention_key(key: str) -> bool:
+    """Whether an attribute belongs to these conventions (``proj:*``, ``spatial:*``, ``multiscales``): describing one
+    grid, it is stale on a result cut or coarsened from it. (``zarr_conventions`` may declare others' too.)
+
+    Example:
+        >>> is_convention_key("spatial:transform"), is_convention_key("model")
+        (True, False)
+    """
+    return key.startswith(("proj:", "spatial:")) or key == "multiscales"
 
 
 def conventions(*names: str) -> list[dict[str, str]]:

@@ -113,6 +113,9 @@ def as_dataset(result) -> xr.Dataset:
         result.attrs = attrs
     if not isinstance(result, xr.Dataset):
         raise InputError(f"expected an xarray result, got {type(result).__name__}")
+    result = result.copy(deep=False)  # the grid's conventions are written afresh: those read with it may be stale
+    for node in (result, *result.data_vars.values()):
+        node.attrs = {k: v for k, v in node.attrs.items() if not geozarr.is_convention_key(k)}
     lazy = [name for name, var in result.data_vars.items() if var.chunks is None]
     if lazy:
         raise InputError(f"variables {lazy} are not dask-backed; to_zarr writes lazy xterramind results region by region")
@@ -369,7 +372,7 @@ def write_geozarr(path, dataset: xr.Dataset) -> None:
 
 def _with_conventions(existing, attrs: dict) -> dict:
     """``attrs``, whose ``zarr_conventions`` also keep the declarations already on the node that are not theirs."""
-    ours = {c["uuid"] for c in attrs["zarr_conventions"]}
+    ours = {c["uuid"] for c in geozarr.DECLARATIONS.values()}  # multiscales too: declared again with its levels
     kept = [c for c in existing.get("zarr_conventions") or [] if not (isinstance(c, dict) and c.get("uuid") in ours)]
     return {**attrs, "zarr_conventions": kept + attrs["zarr_conventions"]}
 
