@@ -5,11 +5,15 @@ import json
 
 import geopandas
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import shapely
+import torch
 import xarray as xr
 
+import xterramind
 from xterramind import retrieval
+from xterramind.embed import INT8_DECODING, INT8_NODATA, SCALE, stored
 from xterramind.errors import InputError, NoValidDataError, OptionError, StoreError, StoreExistsError
 from xterramind.retrieval import cells as export_module
 
@@ -38,13 +42,58 @@ def test_int8_export_keeps_recall_at_10_above_095(sample_embeddings, tmp_path):
     small = retrieval.open(sample_embeddings.terramind.export(tmp_path / "i8", cell=16, quantize="int8").path)
     assert small.meta["quantize"] == "int8"
     table = geopandas.read_parquet(small.folder / small.parts[0])
-    assert table["embedding"].iloc[0].dtype == np.int8 and "scale" in table
+    assert table["embedding"].iloc[0].dtype == np.int8 and table[SCALE].dtype == np.float32 and "scale" not in table
     queries = np.concatenate(list(full.vector_batches()))
     exact, approximate = full.index.search(queries, 10)[1], small.index.search(queries, 10)[1]
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, approximate, strict=True)])
     assert recall >= 0.95
     sizes = [sum(p.stat().st_size for p in folder.glob("part-*")) for folder in (full.folder, small.folder)]
     assert sizes[1] < 0.5 * sizes[0]
+
+
+def test_int8_cells_hold_what_an_int8_zarr_store_holds_for_the_same_vectors(cube, micro, tmp_path):
+    """One-token cells (16 px): each cell's vector is its token's, so its codes and scale are the store's own."""
+    cube.terramind.embed(micro, dtype="int8", chunks=12).terramind.to_zarr(tmp_path / "int8.zarr")
+    store = xterramind.open(tmp_path / "int8.zarr")
+    retrieval.export(cube.terramind.embed(micro, chunks=12), tmp_path / "cells", cell=16, quantize="int8", index=None)
+    table = geopandas.read_parquet(tmp_path / "cells")
+    assert len(table) == store.sizes["y"] * store.sizes["x"] == 30 * 30
+    rows, cols = xr.DataArray(table["row"].to_numpy(), dims="cell"), xr.DataArray(table["col"].to_numpy(), dims="cell")
+    codes = store["embeddings"].isel(y=rows, x=cols).transpose("cell", "embedding").values
+    np.testing.assert_array_equal(np.stack(table["embedding"]), codes)
+    np.testing.assert_array_equal(table[SCALE].to_numpy(), store[SCALE].isel(y=rows, x=cols).values)
+
+
+def test_int8_cells_are_pooled_vectors_encoded_by_embed_stored(sample_embeddings, tmp_path):
+    """Cells of 2 x 2 tokens: the int8 columns are ``embed.stored`` of the float32 export's vectors, value for value."""
+    retrieval.export(sample_embeddings, tmp_path / "f32", cell=32, index=None)
+    retrieval.export(sample_embeddings, tmp_path / "i8", cell=32, quantize="int8", index=None)
+    floats, ints = geopandas.read_parquet(tmp_path / "f32"), geopandas.read_parquet(tmp_path / "i8")
+    assert list(floats["cell_id"]) == list(ints["cell_id"])
+    vectors = np.stack(floats["embedding"])  # (cells, dim), float32
+    as_stored = stored(torch.from_numpy(vectors).T[None, :, None, :], "int8")  # one tile row of cells, as embed has it
+    np.testing.assert_array_equal(np.stack(ints["embedding"]), as_stored["embeddings"][0, :, 0].T.numpy())
+    np.testing.assert_array_equal(ints[SCALE].to_numpy(), as_stored[SCALE][0, 0].numpy())
+    unit = np.stack(ints["embedding"]) / 127.0
+    np.testing.assert_allclose((unit**4).sum(axis=1), 1.0, atol=0.01)  # codes of unit vectors, square-root companded
+
+
+def test_the_formula_in_a_parts_metadata_decodes_its_rows_as_xterramind_does(sample_embeddings, tmp_path):
+    cells = retrieval.open(retrieval.export(sample_embeddings, tmp_path / "i8", cell=32, quantize="int8").path)
+    part = cells.folder / cells.parts[1]
+    keys = pq.read_schema(part).metadata
+    assert b"geo" in keys and json.loads(keys[b"geo"])["primary_column"] == "geometry"  # still GeoParquet
+    encoding = json.loads(keys[b"xterramind"])["embedding"]
+    assert encoding == cells.meta["encoding"]  # the export's json says the same
+    assert (encoding["decoding"], encoding["nodata"]) == (INT8_DECODING, INT8_NODATA)
+    assert encoding["decoding"] == "sign(q) * (q / 127)**2 * embeddings_scale"
+    table = geopandas.read_parquet(part)
+    first = cells.meta["parts"][0][1]  # the rows before this part
+    for i in (0, 5, len(table) - 1):
+        names = {name: np.asarray(table[column].iloc[i]) for name, column in encoding["variables"].items()}
+        vector = eval(encoding["decoding"], {"__builtins__": {}, "sign": np.sign}, names)  # the documented text
+        np.testing.assert_allclose(vector, cells.vectors([first + i])[0], rtol=1e-6, atol=0)
+        assert INT8_NODATA not in names["q"]  # a written cell always has its vector
 
 
 def test_the_table_is_written_in_parts_never_whole(sample_embeddings, tmp_path, monkeypatch):

@@ -1,6 +1,8 @@
 """A cell export opened (``xterramind.retrieval.search``): its rows, vectors and cells by place, similarity
 search by point, box, polygon or vector, and what ``open`` and ``similar`` refuse."""
 
+import json
+
 import numpy as np
 import pytest
 import shapely
@@ -25,6 +27,33 @@ def test_a_cells_own_location_finds_it_first(cell_export, kind):
         assert cells.similar((centre.x, centre.y), k=1, crs=cells.meta["crs"]).iloc[0]["cell_id"] == projected["cell_id"]
     finally:
         cells.build_index("auto")  # the shared export as it was
+
+
+@pytest.mark.parametrize(("kind", "cell"), [("exact", 32), ("ivf", 16)])  # ivf needs 624 cells or more
+def test_an_int8_export_finds_a_cells_own_location_first(sample_embeddings, tmp_path, kind, cell):
+    cells = retrieval.open(sample_embeddings.terramind.export(tmp_path / "i8", cell=cell, quantize="int8").path)
+    floats = retrieval.open(sample_embeddings.terramind.export(tmp_path / "f32", cell=cell).path)
+    cells.build_index(kind)
+    assert cells.index.kind == kind
+    for row_id in (0, 37, 112, len(cells) - 1):
+        row = cells.rows([row_id]).iloc[0]
+        hits = cells.similar((row["lon"], row["lat"]), k=5)
+        assert hits.iloc[0]["cell_id"] == row["cell_id"] and hits.iloc[0]["score"] == pytest.approx(1.0, abs=2e-2)
+        assert list(hits["cell_id"])[:2] == list(floats.similar((row["lon"], row["lat"]), k=5)["cell_id"])[:2]
+    every = range(len(cells))
+    cosine = [np.dot(a, b) / np.linalg.norm(a) / np.linalg.norm(b)
+              for a, b in zip(cells.vectors(every), floats.vectors(every), strict=True)]
+    assert min(cosine) > 0.9998
+
+
+def test_an_int8_export_in_an_earlier_encoding_is_refused_with_the_fix(sample_embeddings, tmp_path):
+    folder = tmp_path / "i8"
+    retrieval.export(sample_embeddings, folder, cell=64, quantize="int8", index=None)
+    meta = json.loads((folder / META).read_text())
+    del meta["encoding"]  # as the linear-scale exports wrote it
+    (folder / META).write_text(json.dumps(meta))
+    with pytest.raises(StoreError, match=r"another encoding than .*export the embeddings again"):
+        retrieval.open(folder)
 
 
 def test_queries_by_area_and_by_vector(cell_export):

@@ -4,8 +4,19 @@ A cell is ``cell`` x ``cell`` pixels (224 by default: one TerraMind tile), a squ
 embeddings' token grid anchored at its origin. Each cell's vector is the mean of its valid tokens; its
 row carries the footprint (a polygon in the grid's CRS, clipped to the grid at the far edges), the
 centre's longitude and latitude, the time, the fraction of its tokens that are valid, and the model and
-weights that made it. Cells without any valid token are left out. ``quantize="int8"`` stores each vector
-as int8 with one float32 scale per vector (``vector ~ int8 * scale``).
+weights that made it. Cells without any valid token are left out.
+
+``quantize="int8"`` stores each vector exactly as ``embed(dtype="int8")`` stores a token's in its zarr store
+(``xterramind.embed.stored``, the AlphaEarth Foundations convention): ``embedding`` holds the int8 codes ``q`` of
+the unit vector, square-root companded (-127..127; -128 is nodata, which a written cell never is), and
+``embeddings_scale`` (float32) the vector's length, so that the vector is ``sign(q) * (q / 127)**2 *
+embeddings_scale`` here as in the store (``embed.INT8_DECODING``, one formula for every int8 product). Each part's
+Parquet key-value metadata says so beside its ``geo`` key (key ``xterramind``: the formula, which column each of
+its names is, the nodata code), and so does the export's ``_export.json`` (``encoding``). Error bounds, relative to
+each vector's length: a component is within 7.9e-3 by construction (half a code step where a component is the whole
+length; finer near zero); on the bundled sample (tiny, random weights; 192-d, cells of 16 and 32 px) at most
+3.9e-3, the cosine similarity to the float32 vector at least 0.99985, and recall@10 of the exact index against
+float32's 0.974 (16 px) and 0.985 (32 px).
 """
 
 from __future__ import annotations
@@ -17,17 +28,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 import xarray as xr
 
 from .. import executor
 from ..arguments import whole_number
-from ..embed import dequantize
+from ..embed import SCALE, dequantize, stored
 from ..errors import InputError, NoValidDataError, OptionError, StoreExistsError
 from ..geo import grid_of, transformer
 from ..grid import PixelGrid
 from ..store import remove
 from .index import check_kind
-from .search import META, CellSet
+from .search import INT8_ENCODING, META, CellSet
 
 
 @dataclass
@@ -79,8 +91,8 @@ def export(embeddings: xr.DataArray, path, *, cell: int = 224, quantize: str | N
             Dataset of ``dtype="int8"`` (decoded with ``xterramind.dequantize``).
         path (str | os.PathLike): the folder to write; it must not exist unless ``overwrite``.
         cell: cell side in pixels, a multiple of the 16-px token (224: one TerraMind tile).
-        quantize: ``None`` (float32 vectors) or ``"int8"`` (int8 with one float32 scale per vector, a
-            quarter of the size).
+        quantize: ``None`` (float32 vectors) or ``"int8"``: the zarr store's int8 encoding, codes of the unit
+            vector and its float32 length ``embeddings_scale``, a quarter of the size (see the module docstring).
         index: ``"auto"`` (exact up to 100,000 cells, else faiss IVF), ``"exact"``, ``"ivf"``, or ``None``
             for no index (build it later with ``CellSet.build_index``).
         overwrite: replace an existing folder at ``path``.
@@ -132,7 +144,7 @@ def export(embeddings: xr.DataArray, path, *, cell: int = 224, quantize: str | N
     meta = {"cell": int(cell), "cell_tokens": size, "patch_size": int(embeddings.attrs.get("patch_size", 16)),
             "crs": grid.crs, "transform": list(grid.transform)[:6], "lonlat_bounds": _lonlat_bounds(grid),
             "dim": int(embeddings.sizes["embedding"]),
-            "quantize": quantize, "model": job.model, "weights": job.weights, "parts": parts, "rows": sum(counts)}
+            "quantize": quantize, "encoding": _encoding(quantize), "model": job.model, "weights": job.weights, "parts": parts, "rows": sum(counts)}
     (folder / META).write_text(json.dumps(meta, indent=1))
     if not meta["rows"]:
         raise NoValidDataError("no cell has a valid token: nothing to export (is the embedding all NaN?)")
@@ -212,13 +224,34 @@ def _write_part(computed: tuple[np.ndarray], *, origin: tuple[int, int], when: s
         "valid_fraction": (counts[keep] / (s * s)).astype(np.float32),
         "model": job.model, "weights": job.weights,
     }
-    if job.quantize == "int8":
-        scale = np.abs(vectors).max(axis=1) / 127.0
-        scale[scale == 0] = 1.0
-        columns["embedding"] = list(np.round(vectors / scale[:, None]).astype(np.int8))
-        columns["scale"] = scale.astype(np.float32)
-    else:
-        columns["embedding"] = list(vectors.astype(np.float32))
+    vectors = vectors.astype(np.float32)
+    columns |= _int8_columns(vectors) if job.quantize == "int8" else {"embedding": list(vectors)}
     table = geopandas.GeoDataFrame(columns, geometry=footprints, crs=job.grid.crs)
-    table.to_parquet(Path(job.folder) / name, write_covering_bbox=True, index=False)
+    _write_geoparquet(table, Path(job.folder) / name, _encoding(job.quantize))
     return len(table)
+
+
+def _int8_columns(vectors: np.ndarray) -> dict[str, list | np.ndarray]:
+    """The int8 columns of cells with these float32 vectors ``(cells, dim)``: ``embedding``, the codes of each unit
+    vector, and ``embeddings_scale``, its length; encoded by ``embed.stored``, so that they are what a zarr store of
+    ``embed(dtype="int8")`` holds for the same vectors."""
+    encoded = stored(torch.from_numpy(np.ascontiguousarray(vectors))[:, :, None, None], "int8")
+    return {"embedding": list(encoded["embeddings"][:, :, 0, 0].numpy()), SCALE: encoded[SCALE][:, 0, 0].numpy()}
+
+
+def _encoding(quantize: str | None) -> dict:
+    return INT8_ENCODING if quantize == "int8" else {"dtype": "float32"}
+
+
+def _write_geoparquet(table, path: Path, encoding: dict) -> None:
+    """Write one part: geopandas writes the GeoParquet ``geo`` metadata and bbox covering, then the embedding's
+    encoding joins the key-value metadata beside ``geo`` (geopandas has no public way to add a key, so the part is
+    written to memory uncompressed first and rewritten with the key: twice the part's memory, never more)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buffer = pa.BufferOutputStream()
+    table.to_parquet(buffer, write_covering_bbox=True, index=False, compression="none")
+    arrow = pq.read_table(pa.BufferReader(buffer.getvalue()))
+    keys = (arrow.schema.metadata or {}) | {b"xterramind": json.dumps({"embedding": encoding}).encode()}
+    pq.write_table(arrow.replace_schema_metadata(keys), path, compression="snappy")

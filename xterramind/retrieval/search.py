@@ -1,6 +1,7 @@
 """An exported cell set: look up cells by place, find similar ones, read rows back with footprints.
 
 An export is a folder of GeoParquet parts, its metadata (``META``, written last by ``export``) and its index.
+Int8 vectors are decoded by ``xterramind.dequantize``, the zarr store's decoder: one formula for every product.
 """
 
 from __future__ import annotations
@@ -10,13 +11,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import xarray as xr
 
 from ..arguments import whole_number
-from ..errors import ForeignStoreError, InputError, OptionError
+from ..embed import INT8_DECODING, INT8_NODATA, SCALE, dequantize
+from ..errors import ForeignStoreError, InputError, OptionError, StoreError
 from ..geo import transformer
 from .index import VectorIndex
 
 META = "_export.json"  # "_" keeps it out of the GeoParquet dataset the folder is
+# An int8 export's vectors, as its metadata describes them: the zarr store's encoding, the names in the formula
+# being columns (``q``: the codes, ``embeddings_scale``: the vector's length).
+INT8_ENCODING = {"dtype": "int8", "decoding": INT8_DECODING, "variables": {"q": "embedding", SCALE: SCALE},
+                 "nodata": INT8_NODATA}
 
 
 def open(path) -> CellSet:
@@ -56,6 +63,7 @@ class CellSet:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self.meta = json.loads((self.folder / META).read_text())
+        _check_encoding(self.meta, self.folder)
         self.parts = [name for name, _ in self.meta["parts"]]
         self._offsets = np.cumsum([0] + [count for _, count in self.meta["parts"]])
         self._index: VectorIndex | None = None
@@ -78,14 +86,16 @@ class CellSet:
         import pyarrow.parquet as pq
 
         for name in self.parts:
-            table = pq.read_table(self.folder / name, columns=list(columns) + (["scale"] if self.meta["quantize"] else []))
-            yield self._vectors(table)
+            yield self._vectors(pq.read_table(self.folder / name, columns=list(columns) + self._scale_column()))
+
+    def _scale_column(self) -> list[str]:
+        return [SCALE] if self.meta["quantize"] == "int8" else []
 
     def _vectors(self, table) -> np.ndarray:
-        values = np.stack(table.column("embedding").to_numpy(zero_copy_only=False)).astype(np.float32)
+        values = np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
         if self.meta["quantize"] == "int8":
-            values *= table.column("scale").to_numpy()[:, None]
-        return values
+            return _decoded(values, table.column(SCALE).to_numpy())
+        return values.astype(np.float32)
 
     def rows(self, ids: Sequence[int]):
         """The cells with these row numbers, as a GeoDataFrame in the given order (index: their position).
@@ -148,7 +158,7 @@ class CellSet:
         out = np.empty((len(ids), self.meta["dim"]), dtype=np.float32)
         for part in np.unique(part_of):
             wanted = np.nonzero(part_of == part)[0]
-            columns = ["embedding"] + (["scale"] if self.meta["quantize"] else [])
+            columns = ["embedding", *self._scale_column()]
             table = pq.read_table(self.folder / self.parts[part], columns=columns).take(ids[wanted] - self._offsets[part])
             out[wanted] = self._vectors(table)
         return out
@@ -224,6 +234,19 @@ class CellSet:
             raise InputError(f"no exported cell at {query!r} (coordinates in {crs}); the export covers longitudes "
                              f"{west:.4f}..{east:.4f} and latitudes {south:.4f}..{north:.4f}")
         return self.vectors(ids).mean(axis=0)
+
+
+def _check_encoding(meta: dict, folder: Path) -> None:
+    """An int8 export must be in the encoding this xterramind decodes (earlier ones scaled int8 linearly)."""
+    if meta["quantize"] == "int8" and meta.get("encoding") != INT8_ENCODING:
+        raise StoreError(f"{folder} holds int8 vectors in another encoding than {INT8_DECODING!r} (an export of an "
+                         "earlier xterramind); export the embeddings again")
+
+
+def _decoded(codes: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Float32 vectors ``(rows, dim)`` from their int8 codes and lengths, by the zarr store's own decoder."""
+    pair = xr.Dataset({"embeddings": (("row", "embedding"), codes), SCALE: ("row", lengths)})
+    return dequantize(pair).values
 
 
 def _is_geometry(query) -> bool:
