@@ -98,6 +98,14 @@ MISTAKES = [  # arguments, exit code, what the one line must say
     ("run {auto} --dry-run", 1, ["weights: random", "--tiles-per-second N"]),
     ("run {ok} --dry-run --tiles-per-second 0", 1, ["--tiles-per-second must be a positive number"]),
     ("run {ok} --limit 0", 2, ["argument --limit"]),
+    ("overviews {tokens}", 1, ["tokens", "detokenize"]),
+    ("overviews {missing}", 1, ["no store at"]),
+    ("overviews {run} --zone utm31n", 1, ["utm32n"]),
+    ("cog {missing} {new}.tif", 1, ["no store at"]),
+    ("cog {store} {new}.tif --tile 256", 1, ["--tile", "give a folder as OUTPUT"]),
+    ("cog {store} {new}.tif --variable nope", 1, ["no variable", "with --variable"]),
+    ("cog {run} {new}.tif", 1, ["--zone utm32n"]),
+    ("cog {store} {file}", 1, ["file.txt"]),
     ("run {taken} --tiles-per-second 100", 1, ["is not an xterramind run store", "--overwrite"]),
 ]
 
@@ -277,3 +285,29 @@ def test_a_predict_mistake_gets_one_line_in_the_command_line_s_words(flood_task,
     assert all(text in line for text in says), line
     assert not re.search(r"\w=|\(\)|\[Errno", line), line
     assert not list(flood_task["folder"].glob("o*.zarr"))  # nothing written
+
+
+def test_command_line_overviews_and_cogs_of_a_store(cube, tmp_path, capsys):
+    """``xterramind overviews`` then ``xterramind cog``: one file with its overviews, or a folder of tiles that
+    together hold the store."""
+    import rasterio
+
+    store = tmp_path / "emb.zarr"  # the scene's reflectance as floats: an image product
+    cube.isel(band=slice(0, 3)).astype("float32").chunk({"y": 160, "x": 160}).terramind.to_zarr(store, progress=False)
+    assert cli.main(["overviews", str(store)]) == 0
+    assert "2 overview levels" in capsys.readouterr().out
+    assert cli.main(["cog", str(store), str(tmp_path / "emb.tif")]) == 0
+    assert "wrote   1 COG" in capsys.readouterr().out
+    stored = xterramind.open(store)
+    with rasterio.open(tmp_path / "emb.tif") as single:
+        assert single.crs == stored.rio.crs and single.transform == stored.rio.transform()
+        np.testing.assert_array_equal(single.read(), stored.values)
+    assert cli.main(["cog", str(store), str(tmp_path / "tiles"), "--tile", "256"]) == 0
+    tiles = sorted((tmp_path / "tiles").glob("*.tif"))
+    assert len(tiles) == 4 and "wrote   4 COGs" in capsys.readouterr().out
+    mosaic = np.zeros(stored.shape, stored.dtype)
+    for tile in tiles:
+        with rasterio.open(tile) as part:
+            col, row = (round(v) for v in ~stored.rio.transform() * (part.transform.c, part.transform.f))
+            mosaic[:, row:row + part.height, col:col + part.width] = part.read()
+    np.testing.assert_array_equal(mosaic, stored.values)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xarray as xr
 
-from . import embed, generate, pipeline, plot, predict, retrieval, store, tokens
+from . import cog, embed, generate, pipeline, plot, predict, retrieval, store, tokens
 from . import overviews as xterramind_overviews  # the module; ``overviews`` is to_zarr's option
 from .arguments import check_keywords, checked
 from .errors import OptionError
@@ -199,6 +199,24 @@ class TerraMindAccessor:
         if overviews:
             xterramind_overviews.build(path, progress=progress)
         return report
+
+    @checked("to_cog")
+    def to_cog(self, path, *, variable=None, overviews="auto", compress: str = "deflate", overwrite: bool = False,
+               progress=None):
+        """Export this result (lazy, or read with ``xterramind.open``) to Cloud-Optimized GeoTIFFs, one per
+        variable, region by region: memory stays flat whatever the area. Land cover comes with its colour table
+        and class names, int8 embeddings with their lengths' COG and the decoding formula. For an area run's store,
+        one file per zone per 8,192 px tile: ``xterramind.cog.write_tiles`` (``xterramind cog``).
+
+        Returns the paths written (see ``xterramind.cog.write`` for the options).
+
+        Example:
+            >>> lulc.terramind.to_cog("lulc.tif")
+            [PosixPath('lulc.tif')]
+            >>> xterramind.open("int8.zarr").terramind.to_cog("embeddings.tif")   # and embeddings_embeddings_scale.tif
+        """
+        return cog.write(self._obj, path, variable=variable, overviews=overviews, compress=compress,
+                         overwrite=overwrite, progress=progress)
 
 
 xr.register_dataset_accessor("terramind")(TerraMindAccessor)

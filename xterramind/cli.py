@@ -16,6 +16,7 @@ from .errors import (
     InputError,
     Interrupted,
     MissingBandsError,
+    OptionError,
     StoreError,
     WeightsUnavailableError,
     XterramindError,
@@ -146,6 +147,30 @@ def predict(args: argparse.Namespace) -> None:
     print(f"{task!r}")
     _write(result, args.output, args.overwrite, args.zarr_format, f"predict was interrupted while writing "
            f"{args.output}; run the same command again to finish it (regions written are kept)")
+
+
+def overviews(args: argparse.Namespace) -> None:
+    """Build (or finish) a store's overview levels."""
+    from .overviews import build
+
+    print(build(args.store, zone=args.zone))
+
+
+def cog(args: argparse.Namespace) -> None:
+    """Export a store to Cloud-Optimized GeoTIFFs: one file (OUTPUT ending in .tif), or a folder of tiles."""
+    from . import cog as cogs
+
+    variable = args.variable or None
+    if Path(args.output).suffix.lower() in (".tif", ".tiff"):
+        if args.tile is not None:
+            raise OptionError(f"--tile cuts a folder of tiles, but {args.output} is one file: give a folder as OUTPUT")
+        written = cogs.write(open_result(args.store, zone=args.zone), args.output, variable=variable,
+                             compress=args.compress, overwrite=args.overwrite)
+    else:
+        written = cogs.write_tiles(args.store, args.output, tile=args.tile or cogs.TILE, variable=variable,
+                                   zone=args.zone, compress=args.compress, overwrite=args.overwrite)
+    print(f"wrote   {len(written)} COG{'s' * (len(written) != 1)}: " + ", ".join(str(p) for p in written[:4])
+          + (f", ... ({len(written) - 4} more)" if len(written) > 4 else ""))
 
 
 def _write(result, path, overwrite: bool, zarr_format: int, interrupted: str) -> None:
@@ -374,6 +399,12 @@ examples:
       --bbox 9.0 45.0 9.2 45.2 --time 2024-06-01/2024-08-31 --composite median
 """
 
+COG_EXAMPLE = """\
+examples:
+  xterramind cog xterramind-demo/lulc.zarr lulc.tif            one COG, with the class colours and names
+  xterramind cog europe.zarr europe-cogs/ --zone utm32n        8192 px tiles of one zone of an area run
+"""
+
 RUN_EXAMPLE = """\
 a minimal area.yaml:
   area: [9.0, 45.0, 9.5, 45.5]            # west, south, east, north (degrees), or a GeoJSON file
@@ -425,7 +456,8 @@ def main(argv: list[str] | None = None) -> int:
     run_export.add_argument("store", help="a zarr store written by embeddings.terramind.to_zarr()")
     run_export.add_argument("output", help="the folder to write (GeoParquet parts, _export.json, the index)")
     run_export.add_argument("--cell", type=int, default=224, help="cell side in pixels, a multiple of 16 (default 224)")
-    run_export.add_argument("--int8", action="store_true", help="store int8 vectors with a per-vector scale")
+    run_export.add_argument("--int8", action="store_true", help="store int8 vectors as the zarr store's "
+                            "int8 does (codes of the unit vector, its length as embeddings_scale)")
     run_export.add_argument("--index", default="auto", choices=("auto", "exact", "ivf"), help="nearest-neighbour "
                             "index (default auto: exact up to 100,000 cells, IVF beyond)")
     run_export.add_argument("--variable", default="embeddings", help="the store's embeddings variable")
@@ -463,6 +495,23 @@ def main(argv: list[str] | None = None) -> int:
                              help="2 (default: every GDAL from 3.6, QGIS) or 3 (GDAL 3.11 or newer)")
     run_predict.add_argument("--overwrite", action="store_true", help="replace an existing output store")
     run_predict.set_defaults(run=predict)
+    run_overviews = command("overviews", "add coarser levels to a store, for viewers (land cover by mode, images and "
+                            "embeddings by mean); resumable")
+    run_overviews.add_argument("store", help="a zarr store written by xterramind (to_zarr, predict, run)")
+    run_overviews.add_argument("--zone", help="only this zone of an area run's store, e.g. utm32n (default: all)")
+    run_overviews.set_defaults(run=overviews)
+    run_cog = command("cog", "export a store to Cloud-Optimized GeoTIFFs: one file, or for an area one per zone per "
+                      "tile", COG_EXAMPLE)
+    run_cog.add_argument("store", help="a zarr store written by xterramind (to_zarr, predict, run)")
+    run_cog.add_argument("output", help="a .tif file, or a folder for tiles ({zone}_{variable}_r{row}_c{col}.tif)")
+    run_cog.add_argument("--variable", nargs="+", metavar="NAME", help="the variables to export (default: the main "
+                         "one: LULC, classes, prediction or embeddings)")
+    run_cog.add_argument("--zone", help="the zone of an area run's store, e.g. utm32n (a folder OUTPUT: default all)")
+    run_cog.add_argument("--tile", type=int, help="tile side in px for a folder OUTPUT (default 8192)")
+    run_cog.add_argument("--compress", default="deflate", choices=("deflate", "zstd"),
+                         help="deflate (default: every reader) or zstd")
+    run_cog.add_argument("--overwrite", action="store_true", help="replace files already there")
+    run_cog.set_defaults(run=cog)
     run_area = command("run", "run a verb over an area on a Dask cluster, from a configuration file", RUN_EXAMPLE)
     run_area.add_argument("config", help="a YAML file: area, source, verb, model, output, cluster")
     run_area.add_argument("--dry-run", action="store_true", help="print the zones, regions, tiles, output size and "

@@ -74,6 +74,8 @@ class OverviewReport:
     seconds: float
 
     def __str__(self) -> str:
+        if not self.levels:
+            return f"{self.store}: no overview levels: it fits in one chunk, which a viewer reads whole anyway"
         written = sum(level.written for level in self.levels)
         skipped = sum(level.skipped for level in self.levels)
         return (f"{self.store}: {len(self.levels)} overview levels, {written} chunks written, {skipped} already "
