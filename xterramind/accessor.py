@@ -140,7 +140,7 @@ class TerraMindAccessor:
 
         Each ``cell`` x ``cell`` px cell (224: one tile) gets the mean of its valid tokens, its footprint,
         centre lon/lat, time, valid fraction, model and weights. ``quantize="int8"`` stores int8 vectors
-        with a per-vector scale. Open the result with ``xterramind.retrieval.open``.
+        as ``embed(dtype="int8")`` does (unit-vector codes and lengths, the same formula). Open the result with ``xterramind.retrieval.open``.
 
         Example:
             >>> embeddings.terramind.export("cells", cell=224)
