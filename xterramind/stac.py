@@ -60,8 +60,12 @@ def load(
     mask_clouds: bool = True,
     chunks: int = 1024,
     grid: PixelGrid | None = None,
+    zone: str | None = None,
 ) -> xr.Dataset:
     """One lazy, aligned cube of the given modalities from STAC items (see the module docstring).
+
+    Given xterramind product Items (``xterramind.catalog.item``) or an area run's Collection instead, it gives back
+    the stored result on its own grid (``xterramind.open``); ``zone`` picks a zone of an area run.
 
     Args:
         items (pystac.ItemCollection | list | str): a ``pystac.ItemCollection``, a list of items, a
@@ -81,7 +85,13 @@ def load(
         >>> cube = xterramind.stac.load(search, ["S2L2A", "S1GRD"], bbox=(-75.9, 37.5, -75.6, 37.8),
         ...                             time="2024-07-01/2024-07-31", composite="median")
         >>> embeddings = cube.terramind.embed(model)
+        >>> lulc = xterramind.stac.load(xterramind.catalog.item("lulc.zarr"))   # a stored result, back
     """
+    products = _products(items)
+    if products is not None:
+        from .catalog import load as load_products
+
+        return load_products(products, zone=zone)
     odc_stac = _odc_stac()
     specs = [loadable(name) for name in modalities]
     if not specs:
@@ -159,6 +169,28 @@ def _odc_stac():
     except ImportError:
         raise MissingDependencyError("loading STAC items needs odc-stac: pip install odc-stac") from None
     return odc.stac
+
+
+def _products(items):
+    """The pystac objects of ``items`` where they describe xterramind outputs (an Item, Collection or catalogue
+    file of them), else None: those load back from their stores, not through odc-stac."""
+    import pystac
+
+    from .catalog import is_product
+
+    if isinstance(items, str) or hasattr(items, "__fspath__"):
+        try:
+            items = pystac.read_file(str(items))
+        except Exception:  # not readable here: as_items says why
+            return None
+    if isinstance(items, pystac.Catalog):
+        return list(items.get_items(recursive=True)) if is_product(items) or any(
+            is_product(i) for i in items.get_items(recursive=True)) else None
+    if isinstance(items, pystac.Item):
+        return [items] if is_product(items) else None
+    if isinstance(items, (list, tuple)) and any(isinstance(i, pystac.Item) and is_product(i) for i in items):
+        return list(items)
+    return None
 
 
 def as_items(items) -> list:
