@@ -256,3 +256,24 @@ def test_a_run_of_several_zones_needs_zone(stores, tmp_path):
     assert path.name == "collection.json"
     back = xterramind.stac.load(str(path), zone="copy")
     np.testing.assert_array_equal(back.values, xterramind.open(stores["area"], zone=stores["zone"]).values)
+
+
+def test_each_cog_tile_of_an_area_run_has_its_item_next_to_it(stores, tmp_path):
+    """``cog.write_tiles`` of an area run: every tile's Item (``<tile>.json``, relative hrefs) validates, and
+    odc-stac loads the tile's values from it, which are the zone's."""
+    from xterramind import cog
+
+    tiles = cog.write_tiles(stores["area"], tmp_path / "tiles", tile=16, progress=False)
+    zone = xterramind.open(stores["area"], zone=stores["zone"])
+    assert len(tiles) == 4
+    for path in tiles:
+        stac_item = pystac.Item.from_file(str(path.with_suffix(".json")))
+        stac_item.validate(validator=offline_validator())
+        (asset,) = stac_item.assets.values()
+        assert not Path(asset.href).is_absolute() and Path(asset.get_absolute_href()) == path.resolve()
+        band = asset.extra_fields["bands"][5]["name"]  # odc-stac counts an asset's bands from 1
+        loaded = odc.stac.load([stac_item], bands=[f"{path.stem}.6"], chunks={}).isel(time=0)
+        col, row = (round(v) for v in ~zone.rio.transform() * loaded.odc.geobox.affine * (0, 0))
+        part = zone.isel(embedding=5).values[row:row + loaded.sizes["y"], col:col + loaded.sizes["x"]]
+        np.testing.assert_array_equal(next(iter(loaded.data_vars.values())).values, part)
+        assert band == "embedding_005"

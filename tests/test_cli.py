@@ -106,6 +106,9 @@ MISTAKES = [  # arguments, exit code, what the one line must say
     ("cog {store} {new}.tif --variable nope", 1, ["no variable", "with --variable"]),
     ("cog {run} {new}.tif", 1, ["--zone utm32n"]),
     ("cog {store} {file}", 1, ["file.txt"]),
+    ("stac {missing}", 1, ["nothere.zarr"]),
+    ("stac {folder}", 1, ["plain"]),
+    ("stac {store} --output {folder}", 1, ["holds other files"]),
     ("run {taken} --tiles-per-second 100", 1, ["is not an xterramind run store", "--overwrite"]),
 ]
 
@@ -305,6 +308,10 @@ def test_command_line_overviews_and_cogs_of_a_store(cube, tmp_path, capsys):
     assert cli.main(["cog", str(store), str(tmp_path / "tiles"), "--tile", "256"]) == 0
     tiles = sorted((tmp_path / "tiles").glob("*.tif"))
     assert len(tiles) == 4 and "wrote   4 COGs" in capsys.readouterr().out
+    assert cli.main(["stac", str(store)]) == 0
+    root = tmp_path / "emb.zarr.stac" / "catalog.json"
+    assert f"wrote   {root}" in capsys.readouterr().out
+    np.testing.assert_array_equal(xterramind.stac.load(root).values, stored.values)
     mosaic = np.zeros(stored.shape, stored.dtype)
     for tile in tiles:
         with rasterio.open(tile) as part:

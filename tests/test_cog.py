@@ -294,7 +294,7 @@ def test_overwrite_replaces_a_file(lulc, tmp_path):
     (tmp_path / "lulc.tif").write_bytes(b"old")
     cog.write(lulc, tmp_path / "lulc.tif", overwrite=True, overviews=None, progress=False)
     np.testing.assert_array_equal(read(tmp_path / "lulc.tif")[0], lulc["LULC"].values)
-    assert [p.name for p in tmp_path.iterdir()] == ["lulc.tif"]  # no temporary left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lulc.json", "lulc.tif"]  # its Item; no temporary
 
 
 def test_auto_overviews_halve_until_one_tile_holds_the_picture():

@@ -35,7 +35,7 @@ from .grid import PixelGrid
 from .store import LEDGER, RUN_ATTR, group_attrs, open_result
 
 __all__ = ["FOOTPRINT_TOLERANCE", "PRODUCT_FLAG", "cog_item", "collection", "footprint", "is_product", "item", "load",
-           "write"]
+           "write", "write_cog_item"]
 
 PROJECTION = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
 XARRAY = "https://stac-extensions.github.io/xarray-assets/v1.0.0/schema.json"
@@ -460,6 +460,23 @@ def cog_item(paths: str | os.PathLike | Sequence[str | os.PathLike], *, id: str 
                                                     extra_fields={**_grid_fields(grid), "bands": bands,
                                                                   "proj:bbox": [west, south, east, north]}))
     return stac_item
+
+
+def write_cog_item(paths: str | os.PathLike | Sequence[str | os.PathLike], **options) -> Path:
+    """Save the STAC Item of COG files (``cog_item``) next to the first, as ``<its name>.json`` with relative hrefs,
+    so that the files and their Item move together.
+
+    Example:
+        >>> xterramind.catalog.write_cog_item("lulc.tif")          # lulc.json
+        PosixPath('lulc.json')
+    """
+    stac_item = cog_item(paths, **options)
+    first = Path(paths if isinstance(paths, (str, os.PathLike)) else paths[0]).expanduser().resolve()
+    target = first.with_suffix(".json")
+    stac_item.set_self_href(str(target))
+    stac_item.make_asset_hrefs_relative()
+    stac_item.save_object(include_self_link=False)
+    return target
 
 
 def _describe_tiff(rasterio, file: Path):

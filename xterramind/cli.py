@@ -156,6 +156,13 @@ def overviews(args: argparse.Namespace) -> None:
     print(build(args.store, zone=args.zone))
 
 
+def stac(args: argparse.Namespace) -> None:
+    """Save a store's STAC catalogue next to it (or in --output)."""
+    from .catalog import write
+
+    print(f"wrote   {write(args.store, args.output)}")
+
+
 def cog(args: argparse.Namespace) -> None:
     """Export a store to Cloud-Optimized GeoTIFFs: one file (OUTPUT ending in .tif), or a folder of tiles."""
     from . import cog as cogs
@@ -169,8 +176,8 @@ def cog(args: argparse.Namespace) -> None:
     else:
         written = cogs.write_tiles(args.store, args.output, tile=args.tile or cogs.TILE, variable=variable,
                                    zone=args.zone, compress=args.compress, overwrite=args.overwrite)
-    print(f"wrote   {len(written)} COG{'s' * (len(written) != 1)}: " + ", ".join(str(p) for p in written[:4])
-          + (f", ... ({len(written) - 4} more)" if len(written) > 4 else ""))
+    print(f"wrote   {len(written)} COG{'s' * (len(written) != 1)}, each with its STAC Item (.json): "
+          + ", ".join(str(p) for p in written[:4]) + (f", ... ({len(written) - 4} more)" if len(written) > 4 else ""))
 
 
 def _write(result, path, overwrite: bool, zarr_format: int, interrupted: str) -> None:
@@ -500,6 +507,11 @@ def main(argv: list[str] | None = None) -> int:
     run_overviews.add_argument("store", help="a zarr store written by xterramind (to_zarr, predict, run)")
     run_overviews.add_argument("--zone", help="only this zone of an area run's store, e.g. utm32n (default: all)")
     run_overviews.set_defaults(run=overviews)
+    run_stac = command("stac", "describe a store in a static STAC catalogue (an Item; a Collection of one Item per "
+                       "zone for an area run), for STAC browsers, pystac and odc-stac")
+    run_stac.add_argument("store", help="a zarr store written by xterramind (to_zarr, predict, run)")
+    run_stac.add_argument("--output", help="the catalogue's folder (default: STORE.stac next to the store)")
+    run_stac.set_defaults(run=stac)
     run_cog = command("cog", "export a store to Cloud-Optimized GeoTIFFs: one file, or for an area one per zone per "
                       "tile", COG_EXAMPLE)
     run_cog.add_argument("store", help="a zarr store written by xterramind (to_zarr, predict, run)")

@@ -55,6 +55,7 @@ from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
+from . import catalog
 from . import progress as progress_bars
 from .arguments import names, whole_number
 from .embed import INT8_DECODING, INT8_NODATA, SCALE
@@ -108,8 +109,8 @@ class Layer:
 
 
 def write(result: xr.DataArray | xr.Dataset, path: str | os.PathLike, *, variable: str | Sequence[str] | None = None,
-          overviews="auto", compress: str = "deflate", overwrite: bool = False, progress: bool | None = None
-          ) -> list[Path]:
+          overviews="auto", compress: str = "deflate", overwrite: bool = False, stac: bool = True,
+          progress: bool | None = None) -> list[Path]:
     """Export a result to Cloud-Optimized GeoTIFFs, one per variable, block by block (see the module docstring).
 
     Args:
@@ -122,6 +123,7 @@ def write(result: xr.DataArray | xr.Dataset, path: str | os.PathLike, *, variabl
             such as ``[2, 4, 8]``, or ``None``.
         compress: ``"deflate"`` (default) or ``"zstd"``.
         overwrite: replace files already there (never a folder).
+        stac: save the files' STAC Item next to the first (``<its name>.json``: ``xterramind.catalog.cog_item``).
         progress: a progress bar (default: in Jupyter and terminals).
 
     Returns:
@@ -145,12 +147,12 @@ def write(result: xr.DataArray | xr.Dataset, path: str | os.PathLike, *, variabl
     window = ((0, grid.height), (0, grid.width))
     _check_paths(paths, overwrite)
     return _export(layers, paths, grid, window, overviews=overviews, compress=compress, progress=progress,
-                   description=f"COG {path.name}")
+                   description=f"COG {path.name}", stac=stac)
 
 
 def write_tiles(source, folder: str | os.PathLike, *, tile: int = TILE, variable: str | Sequence[str] | None = None,
                 zone: str | None = None, overviews="auto", compress: str = "deflate", skip_empty: bool = True,
-                overwrite: bool = False, progress: bool | None = None) -> list[Path]:
+                overwrite: bool = False, stac: bool = True, progress: bool | None = None) -> list[Path]:
     """Export a store (every zone of an area run) or a large result as COGs of ``tile`` x ``tile`` px.
 
     Each zone is cut into tiles from its grid's top-left corner (those on the right and bottom edges are
@@ -163,7 +165,7 @@ def write_tiles(source, folder: str | os.PathLike, *, tile: int = TILE, variable
         source: a store's path (a store, or an area run's of many zones), or a result as ``write`` takes.
         folder: where the files go (made if missing).
         tile: the files' side in px of the variable's grid (default 8192).
-        variable, overviews, compress, overwrite, progress: as for ``write``.
+        variable, overviews, compress, overwrite, stac, progress: as for ``write`` (each tile gets its Item).
         zone: only this zone of an area run (default: every zone).
         skip_empty: write no file for a tile without a valid pixel (outside the area, at sea, ...).
 
@@ -198,7 +200,7 @@ def write_tiles(source, folder: str | os.PathLike, *, tile: int = TILE, variable
     with progress_bars.bar(len(plans), f"COG tiles in {folder.name}", progress) as bar:  # one bar, not one a tile
         for layers, paths, grid, window, tags in plans:
             written += _export(layers, paths, grid, window, overviews=overviews, compress=compress, progress=False,
-                               description=paths[0].name, extra_tags=tags, skip_empty=skip_empty)
+                               description=paths[0].name, extra_tags=tags, skip_empty=skip_empty, stac=stac)
             bar.update(1)
     return written
 
@@ -421,9 +423,10 @@ def _block_size(bands: int, dtype: np.dtype) -> int:
 
 
 def _export(layers: list[Layer], paths: list[Path], grid: PixelGrid, window: Window2, *, overviews, compress: str,
-            progress, description: str, extra_tags: dict | None = None, skip_empty: bool = False) -> list[Path]:
-    """Write the layers' ``window`` to ``paths``: block by block into temporary GeoTIFFs, then as COGs. With
-    ``skip_empty``, nothing for a window whose first layer has no valid pixel."""
+            progress, description: str, extra_tags: dict | None = None, skip_empty: bool = False,
+            stac: bool = False) -> list[Path]:
+    """Write the layers' ``window`` to ``paths``: block by block into temporary GeoTIFFs, then as COGs (and their
+    STAC Item with ``stac``). With ``skip_empty``, nothing for a window whose first layer has no valid pixel."""
     if compress not in COMPRESSIONS:
         raise OptionError(f"compress must be one of {list(COMPRESSIONS)}, got {compress!r}")
     (row0, row1), (col0, col1) = window
@@ -452,6 +455,8 @@ def _export(layers: list[Layer], paths: list[Path], grid: PixelGrid, window: Win
                                                            _block_size(layer.data.shape[0], layer.dtype)))
         for layer, temp, path in zip(layers, temporary, paths, strict=True):
             _copy_as_cog(temp, path, layer, compress, Path(scratch))
+    if stac:
+        catalog.write_cog_item(paths)
     return paths
 
 
