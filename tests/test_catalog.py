@@ -94,7 +94,8 @@ def test_an_int8_item_says_how_to_decode(stores):
     assert props["emb:data_type"] == "int8" and props["emb:dimensions"] == 64 and props["emb:type"] == "chip"
     quantization = props["emb:quantization"]
     assert quantization["decoding"] == xterramind.embed.INT8_DECODING
-    assert quantization["scale"] == {"type": "array", "array_name": "embeddings_scale", "nodata": -128}
+    assert quantization["nodata"] == -128
+    assert quantization["scale"] == {"type": "array", "array_name": "embeddings_scale", "nodata": "nan"}
     assert props["emb:chip_layout"] == {"layout_type": "regular_grid", "chip_size": [16, 16], "stride": [16, 16],
                                         "tile_size": 224, "tile_overlap": 32}
     float_props = catalog.item(stores["embeddings"]).properties

@@ -285,8 +285,8 @@ def _embedding_fields(dataset, grid: PixelGrid) -> dict:
     if stored == np.int8:
         fields["emb:quantization"] = {
             "method": "unit vector, square-root companded (AlphaEarth Foundations)", "original_dtype": "float32",
-            "quantized_dtype": "int8", "decoding": INT8_DECODING,
-            "scale": {"type": "array", "array_name": SCALE, "nodata": INT8_NODATA}}
+            "quantized_dtype": "int8", "decoding": INT8_DECODING, "nodata": INT8_NODATA,  # q's; its scale's is NaN
+            "scale": {"type": "array", "array_name": SCALE, "nodata": "nan"}}
     return fields
 
 
