@@ -44,8 +44,10 @@ EMBEDDINGS = "https://stac-extensions.github.io/embeddings/v0.0.1/schema.json"
 ZARR_MEDIA_TYPE = "application/vnd+zarr"
 COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 ZARR_ASSET = "zarr"
-PRODUCT_FLAG = "xterramind:version"  # the property that marks an Item as an xterramind product
-FOOTPRINT_TOLERANCE = 0.01  # pixels: how far the reprojected footprint's edges may stray from the grid's
+PRODUCT_FLAG = "xterramind:version"
+"""The property that marks an Item or Collection as an xterramind product."""
+FOOTPRINT_TOLERANCE = 0.01
+"""Pixels: how far an Item's footprint, projected back, may stray from the grid's edges."""
 PROVENANCE = ("model", "weights", "modalities", "seed", "product", "layer", "merge", "targets", "task",
               "tile_size", "overlap", "patch_size")  # result attributes that reach the Item as ``xterramind:*``
 
@@ -524,7 +526,12 @@ def _union(geometry: dict, other: dict) -> tuple[dict, list[float]]:
 
 
 def is_product(stac_object) -> bool:
-    """Whether a pystac Item or Collection describes an xterramind output (it has ``xterramind:version``)."""
+    """Whether a pystac Item or Collection describes an xterramind output (it has ``xterramind:version``).
+
+    Example:
+        >>> is_product(xterramind.catalog.item("lulc.zarr"))
+        True
+    """
     fields = getattr(stac_object, "properties", None) or getattr(stac_object, "extra_fields", {})
     return PRODUCT_FLAG in fields
 

@@ -67,9 +67,12 @@ from .store import PACKING, RESULT_VARIABLE, RUN_ATTR, group_attrs, open_result
 
 __all__ = ["BLOCK", "COMPRESSIONS", "TILE", "lulc_colour_table", "overview_factors", "write", "write_tiles"]
 
-BLOCK = 512  # GeoTIFF tile side in px (smaller for rasters of many bands, see ``_block_size``)
-TILE = 8192  # ``write_tiles``' default file side in px, as AlphaEarth Foundations' exports
+BLOCK = 512
+"""GeoTIFF tile side in px (smaller for rasters of many bands: at most 64 MB a tile across bands)."""
+TILE = 8192
+"""``write_tiles``' default file side in px, as AlphaEarth Foundations' exports."""
 COMPRESSIONS = ("deflate", "zstd")
+"""The COG compressions offered: DEFLATE (every reader) and ZSTD."""
 MAIN_VARIABLES = ("LULC", "classes", "prediction", "embeddings")  # a result's main variable, the first found
 GDAL_CACHE_MB = 64  # GDAL's block cache while writing (its default, 5 % of RAM, would grow with the file)
 BLOCK_BYTES = 64 * 2**20  # at most this per GeoTIFF tile across bands (the COG driver holds tiles pixel-interleaved)

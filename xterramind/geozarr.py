@@ -51,6 +51,7 @@ DECLARATIONS: dict[str, dict[str, str]] = {  # the convention metadata objects, 
     "multiscales": _declaration("multiscales", "d35379db-88df-4056-af3a-620245f8e347", "multiscales",
                                 "Multiscale layout of zarr datasets"),
 }
+"""The ``zarr_conventions`` declaration objects, by short name (``conventions`` gives copies)."""
 _PROJ_KEYS = ("proj:wkt2", "proj:projjson", "proj:code")  # read in this order: the full definitions first
 
 
