@@ -105,6 +105,20 @@ def distributed_leftovers_undone():
     dask.config.config.update(config)
 
 
+@pytest.fixture(scope="module")
+def inprocess_client():
+    """A real distributed cluster in this process (one worker of two threads) and its client, for area runs; closed
+    after the module. A scheduler without bokeh appends to dask's list of HTTP routes: it appends to a copy."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    routes = "distributed.scheduler.http.routes"
+    with dask.config.set({routes: list(dask.config.get(routes))}), \
+            LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        yield client
+
+
 @pytest.fixture
 def offline(monkeypatch, tmp_path):
     """No network (every name lookup and connection refused, and counted) and an empty Hugging Face cache, whatever

@@ -6,7 +6,6 @@ import datetime
 import json
 from pathlib import Path
 
-import dask
 import numpy as np
 import odc.stac
 import pystac
@@ -44,10 +43,8 @@ def offline_validator() -> JsonSchemaSTACValidator:
 
 
 @pytest.fixture(scope="module")
-def stores(tmp_path_factory, cube, micro):
+def stores(tmp_path_factory, cube, micro, inprocess_client):
     """Real stores: float32 and int8 embeddings, land cover of a crop, a tiny model's embeddings, an area run."""
-    from distributed import Client, LocalCluster
-
     from xterramind.planner import plan_grid
     from xterramind.runner import run
     from xterramind.sources import CubeSource
@@ -60,11 +57,7 @@ def stores(tmp_path_factory, cube, micro):
     tiny = xterramind.load_model("terramind_v1_tiny", weights="random", device="cpu", precision="fp32")
     crop.terramind.embed(tiny).terramind.to_zarr(folder / "tiny.zarr", progress=False)
     plan = plan_grid(xterramind.modalities.grid_of(cube, "cube"), region=24)
-    routes = "distributed.scheduler.http.routes"  # a scheduler without bokeh appends to it: let it append to a copy
-    with dask.config.set({routes: list(dask.config.get(routes))}), \
-            LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster, \
-            Client(cluster) as client:
-        run(plan, CubeSource(cube), "embed", micro, folder / "area.zarr", progress_bar=False, client=client)
+    run(plan, CubeSource(cube), "embed", micro, folder / "area.zarr", progress_bar=False, client=inprocess_client)
     return {"folder": folder, "zone": plan.zones[0].name,
             **{name: folder / f"{name}.zarr" for name in ("embeddings", "codes", "lulc", "tiny", "area")}}
 

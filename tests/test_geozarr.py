@@ -295,23 +295,16 @@ def test_other_conventions_on_a_variable_are_kept(tmp_path, lulc):
     assert [c["name"] for c in declared] == ["other", "proj", "spatial"]
 
 
-def test_an_area_runs_zone_store_agrees(tmp_path, cube, micro):
+def test_an_area_runs_zone_store_agrees(tmp_path, cube, micro, inprocess_client):
     """A zone of an area run on a distributed cluster is a store like the others."""
-    import dask
-    from distributed import Client, LocalCluster
-
     from xterramind.planner import plan_grid
     from xterramind.runner import run
     from xterramind.sources import CubeSource
 
     moved = _moved(cube, "EPSG:32733")
     plan = plan_grid(xterramind.modalities.grid_of(moved, "cube"), region=24)
-    routes = "distributed.scheduler.http.routes"  # a scheduler without bokeh appends to it: let it append to a copy
-    with dask.config.set({routes: list(dask.config.get(routes))}), \
-            LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster, \
-            Client(cluster) as client:
-        report = run(plan, CubeSource(moved), "embed", micro, tmp_path / "area.zarr", progress_bar=False,
-                     client=client)
+    report = run(plan, CubeSource(moved), "embed", micro, tmp_path / "area.zarr", progress_bar=False,
+                 client=inprocess_client)
     assert report.written == report.regions
     zone = plan.zones[0].name
     assert zone == "utm33s"

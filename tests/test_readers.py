@@ -13,7 +13,6 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-import dask
 import numpy as np
 import pytest
 import rasterio
@@ -270,10 +269,9 @@ def check(form: Form, stores: dict[str, Store]) -> None:
 # -- the stores -------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def stores(tmp_path_factory, cube, micro):
+def stores(tmp_path_factory, cube, micro, inprocess_client):
     """Embeddings, land cover, a fine-tuned model's prediction and area runs of the bundled scene (embeddings and
     a prediction), each written in the default format."""
-    from distributed import Client, LocalCluster
     from tasks import task_config, write_task
 
     from xterramind.planner import plan_grid
@@ -289,13 +287,9 @@ def stores(tmp_path_factory, cube, micro):
         necks=[{"name": "SelectIndices", "indices": [-1]}, {"name": "ReshapeTokensToImage"}])), device="cpu")
     cube.terramind.predict(task).terramind.to_zarr(folder / "floods.zarr", progress=False)
     plan = plan_grid(xterramind.modalities.grid_of(cube, "cube"), region=24)
-    routes = "distributed.scheduler.http.routes"  # a scheduler without bokeh appends to it: let it append to a copy
-    with dask.config.set({routes: list(dask.config.get(routes))}), \
-            LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster, \
-            Client(cluster) as client:
-        reports = [run(plan, CubeSource(cube), "embed", micro, folder / "area.zarr", progress_bar=False, client=client),
-                   run(plan, CubeSource(cube), "predict", task, folder / "spain-floods.zarr", progress_bar=False,
-                       client=client)]
+    runs = {"area.zarr": ("embed", micro), "spain-floods.zarr": ("predict", task)}
+    reports = [run(plan, CubeSource(cube), verb, model, folder / name, progress_bar=False, client=inprocess_client)
+               for name, (verb, model) in runs.items()]
     assert all(report.written == report.regions for report in reports)
     tokens = dict(crs=embeddings.rio.crs, transform=embeddings.rio.transform(), shape=embeddings.shape[-2:],
                   opens_as=xr.DataArray)
