@@ -344,12 +344,28 @@ def test_area_runs_run_each_tile_once_whatever_the_outputs(cube, micro, forward_
 # -- Ctrl-C ----------------------------------------------------------------------------------------------
 
 INTERRUPTED_WRITE = """
-import sys, time
+import itertools, os, signal, sys, time
 import xterramind
 from xterramind.models.handle import TerraMindModel
 
-encode = TerraMindModel.encode
-TerraMindModel.encode = lambda self, *a, **k: (time.sleep(0.4), encode(self, *a, **k))[1]  # a region: ~0.5 s
+encode, calls, gate = TerraMindModel.encode, itertools.count(1), sys.argv[2]
+
+
+def paced(self, *args, **kwargs):  # a forward pass: ~0.4 s; from the 4th on, only once Ctrl-C has been seen
+    number = next(calls)
+    time.sleep(0.4)
+    while number > 3 and not os.path.exists(gate):  # so the write cannot end first, however loaded the machine
+        time.sleep(0.02)
+    return encode(self, *args, **kwargs)
+
+
+def seen(signum, frame):  # Python's own Ctrl-C, once the gate is open
+    open(gate, "w").close()
+    signal.default_int_handler(signum, frame)
+
+
+TerraMindModel.encode = paced
+signal.signal(signal.SIGINT, seen)
 model = xterramind.load_model("terramind_micro", weights="random", device="cpu", precision="fp32")
 embeddings = xterramind.open_sample().terramind.embed(model, chunks=6)  # 25 regions
 print(embeddings.terramind.to_zarr(sys.argv[1], progress=True))
@@ -371,10 +387,11 @@ def test_ctrl_c_stops_a_write_within_a_region_and_the_same_call_resumes(result, 
     store = tmp_path / "emb.zarr"
     script = tmp_path / "write.py"
     script.write_text(INTERRUPTED_WRITE)
-    process = subprocess.Popen([sys.executable, str(script), str(store)], stdout=subprocess.PIPE,
+    gate = tmp_path / "signalled"
+    process = subprocess.Popen([sys.executable, str(script), str(store), str(gate)], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
-    while _done(store) < 3 and process.poll() is None and time.monotonic() < deadline:
+    while _done(store) < 1 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert process.poll() is None, process.communicate()
     at_signal = _done(store)
