@@ -297,6 +297,26 @@ def test_regions_an_area_does_not_touch_read_as_nodata_not_as_a_class(client, tm
     assert (classes[outside] == 255).all()
 
 
+def test_a_run_with_overviews_builds_each_zones_levels_on_the_cluster(client, model, tmp_path):
+    """``overviews=True`` (a run file's ``overviews: true``): once every region is written, each zone gets its
+    coarser levels, built on the run's workers, each the mean of the level below."""
+    cube = xterramind.open_sample()
+    plan = plan_grid(grid_of(cube, "sample"), region=24)
+    report = runner.run(plan, CubeSource(cube), "generate", model, tmp_path / "lulc.zarr", client=client, gpu=False,
+                        targets=["S1GRD"], overviews=True)
+    assert report.written == report.regions == 4
+    zone = plan.zones[0].name
+    assert [entry["asset"] for entry in zarr.open_group(str(tmp_path / "lulc.zarr"), path=zone,
+                                                        mode="r").attrs["multiscales"]["layout"]] == ["S1GRD", "1"]
+    full = xr.open_zarr(tmp_path / "lulc.zarr", group=zone)["S1GRD"].values
+    half = xr.open_zarr(tmp_path / "lulc.zarr", group=f"{zone}/1")["S1GRD"].values
+    expected = full.reshape(*full.shape[:-2], full.shape[-2] // 2, 2, full.shape[-1] // 2, 2).mean(axis=(-3, -1))
+    np.testing.assert_allclose(half, expected, rtol=1e-6)
+    assert load_config(_config(tmp_path, "", overviews=True)).overviews is True
+    with pytest.raises(ConfigError, match="overviews: must be one of"):
+        load_config(_config(tmp_path, "", overviews="yes"))
+
+
 def test_a_run_file_names_the_task_of_predict_and_only_there(tmp_path):
     config, checkpoint = write_task(tmp_path, task_config(**PREDICT_TASK))
     task = {"config": config.name, "checkpoint": checkpoint.name}

@@ -283,7 +283,7 @@ def run_config(args: argparse.Namespace) -> int:
             client = Client(config.cluster)
         report = runner.run(plan, source, config.verb, model, config.output, client=client, in_flight=config.in_flight,
                             gpu=config.gpu, overwrite=args.overwrite, zarr_format=config.zarr_format, limit=args.limit,
-                            **config.options)
+                            overviews=config.overviews, **config.options)
     finally:
         if client is not None:
             client.close()

@@ -26,6 +26,7 @@ A YAML (or JSON) mapping; paths are relative to the file:
     in_flight: 32                       # regions on the cluster at once
     gpu: auto                           # auto | true | false
     zarr_format: 2                      # 2 opens with every GDAL from 3.6 (QGIS); 3 needs GDAL 3.11
+    overviews: false                    # true: coarser levels for viewers once every region is written
 """
 
 from __future__ import annotations
@@ -38,13 +39,13 @@ from .errors import ConfigError, ForeignStoreError, OptionError, StoreError, Unk
 from .store import DEFAULT_ZARR_FORMAT, open_result
 
 KEYS = {"area", "source", "verb", "options", "model", "weights", "device", "precision", "output", "cluster",
-        "resolution", "region", "in_flight", "gpu", "zarr_format", "task"}
+        "resolution", "region", "in_flight", "gpu", "zarr_format", "task", "overviews"}
 TASK_KEYS = ("config", "checkpoint")  # task: of verb: predict, the files of a TerraTorch fine-tuning
 SOURCE_KINDS = ("stac", "cube", "synthetic")
 SOURCE_KEYS = {"stac": {"stac", "modalities", "collections", "time", "composite", "mask_clouds"}, "cube": {"cube"},
                "synthetic": {"synthetic"}}
 SYNTHETIC_KEYS = {"modalities", "land", "seed"}
-CHOICES = {"gpu": ("auto", True, False), "zarr_format": (2, 3)}  # YAML spellings: auto, true, false; 2, 3
+CHOICES = {"gpu": ("auto", True, False), "zarr_format": (2, 3), "overviews": (True, False)}  # YAML: auto, true, false
 TEXTS = {"model": "a model name, e.g. model: terramind_v1_base", "weights": "auto, random or a checkpoint file",
          "device": "auto, cpu, cuda or cuda:N", "precision": "auto, fp32, bf16 or fp16",
          "output": "a path, e.g. output: area.zarr", "cluster": "a scheduler's address, e.g. cluster: tcp://scheduler:8786"}
@@ -83,6 +84,7 @@ class RunConfig:
     in_flight: int | None = None
     gpu: str | bool = "auto"
     zarr_format: int = DEFAULT_ZARR_FORMAT
+    overviews: bool = False
     task: dict | None = None  # verb: predict: {config: ..., checkpoint: ...}
     folder: Path = Path(".")
 

@@ -317,7 +317,8 @@ def build_chunk(work: LevelWork, index) -> bool:
 # -- building ---------------------------------------------------------------------------------------------------
 
 
-def build(path: str | os.PathLike, *, zone: str | None = None, progress: bool | None = None) -> OverviewReport:
+def build(path: str | os.PathLike, *, zone: str | None = None, progress: bool | None = None, client=None
+          ) -> OverviewReport:
     """Build the overviews of a complete store (see the module docstring), or finish an interrupted build.
 
     An area run's store gets them zone by zone (every zone, or the one named by ``zone``). Safe to call again: the
@@ -328,6 +329,7 @@ def build(path: str | os.PathLike, *, zone: str | None = None, progress: bool | 
         path: a store written by xterramind (``to_zarr``, ``xterramind run``).
         zone: the zone of an area run's store to build (default: every zone).
         progress: a progress bar per level (default: where interactive, as ``to_zarr``).
+        client (distributed.Client | None): where the chunks are built (default: the active client, else here).
 
     Raises:
         StoreError: nothing at ``path``, a zone that is not there, or a store whose write is not complete.
@@ -343,7 +345,7 @@ def build(path: str | os.PathLike, *, zone: str | None = None, progress: bool | 
     root = Path(path).expanduser()
     levels = []
     for group in _stores(root, zone):
-        levels += _build_store(root, group, progress)
+        levels += _build_store(root, group, progress, client)
     return OverviewReport(str(root), levels, time.perf_counter() - started)
 
 
@@ -381,7 +383,7 @@ def _stores(root: Path, zone: str | None) -> list[str | None]:
     return [zone] if zone is not None else zones
 
 
-def _build_store(root: Path, group: str | None, progress) -> list[store.WriteReport]:
+def _build_store(root: Path, group: str | None, progress, client) -> list[store.WriteReport]:
     """Build every level of the store in ``group`` (None: the root), then declare them in ``multiscales``."""
     path = root / group if group else root
     if not store.is_store(path):
@@ -401,7 +403,7 @@ def _build_store(root: Path, group: str | None, progress) -> list[store.WriteRep
                                  path / str(level), resume=True, zarr_format=zarr_format)
         work = LevelWork(str(below), below_shape, chunks, {n: v.dims for n, v in base.data_vars.items()}, found,
                          template)
-        reports.append(_build_level(work, f"{group + '/' if group else ''}{level}", progress))
+        reports.append(_build_level(work, f"{group + '/' if group else ''}{level}", progress, client))
         below, below_shape = path / str(level), shape
     if reports:
         _declare(path, base, grid, len(reports), found)
@@ -418,13 +420,14 @@ def _check_complete(path: Path) -> None:
                          "write. Finish the write first (run the same to_zarr call again), then build its overviews")
 
 
-def _build_level(work: LevelWork, name: str, progress) -> store.WriteReport:
+def _build_level(work: LevelWork, name: str, progress, client) -> store.WriteReport:
     started = time.perf_counter()
     layout, ledger = work.template.layout, work.template.ledger()
     todo = [index for index in layout.block_indices() if not ledger[index]]
     jobs = [executor.Job((executor.Stage(functools.partial(build_chunk, work, index)),), f"overview-{name}-"
                          + "-".join(map(str, index))) for index in todo]
-    done = executor.execute(jobs, f"overviews {name}", progress, resume="run the same build again to resume")
+    done = executor.execute(jobs, f"overviews {name}", progress, client=client,
+                            resume="run the same build again to resume")
     empty = [outcome.value for outcome in done].count(False)
     total = len(layout.block_indices())
     return store.WriteReport(work.template.path, total, len(todo), total - len(todo), empty,

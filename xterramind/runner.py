@@ -42,6 +42,7 @@ from .engine import check_model
 from .errors import GridMismatchError, InputError, NoValidDataError, OptionError
 from .grid import PixelGrid
 from .models.handle import TerraMindModel
+from .overviews import build as overviews_of
 from .pipeline import VERBS, RegionWork, SourceReader, model_stage, region_job
 from .planner import Plan, Zone, plan_grid
 from .sources import Source, SyntheticSource
@@ -209,7 +210,7 @@ def _reader(zone: Zone, source: Source, prepared: Prepared, options: dict) -> So
 def run(plan: Plan, source: Source, verb: str, model: TerraMindModel, store_path, *, client=None,
         in_flight: int | None = None, gpu: str | bool = "auto", resume: bool = True, overwrite: bool = False,
         zarr_format: int = store.DEFAULT_ZARR_FORMAT, limit: int | None = None, retries: int = 1,
-        progress_bar: bool | None = None, **options) -> RunReport:
+        overviews: bool = False, progress_bar: bool | None = None, **options) -> RunReport:
     """Run ``verb`` over ``plan`` reading ``source``, into the zarr store ``store_path``, region by region.
 
     The store gets one subgroup per zone (see the module docstring). Interrupted or partly failed? Call
@@ -233,6 +234,8 @@ def run(plan: Plan, source: Source, verb: str, model: TerraMindModel, store_path
         zarr_format: 2 (default: every GDAL from 3.6, rasterio's wheels, QGIS), or 3 (GDAL 3.11 or newer).
         limit: compute at most this many regions (a trial run; the rest stays to do).
         retries: times a region task that raises is retried before the region counts as failed.
+        overviews: once every region is written (no failure, no ``limit`` left), build each zone's coarser levels
+            for viewers on the same cluster (``xterramind.overviews.build``).
         progress_bar: show a progress bar; default in Jupyter or a terminal, not in batch logs
             (``XTERRAMIND_PROGRESS=1`` or ``0`` decides).
         **options (Any): the verb's options (``batch_size``, ``seed``, ``layer``, ``modalities``, ...).
@@ -272,6 +275,8 @@ def run(plan: Plan, source: Source, verb: str, model: TerraMindModel, store_path
                            name=f"{zone}-{index[0]}-{index[1]}") for zone, work, reader, index in todo]
         executor.execute(jobs, f"running {root.name}", progress_bar, client=active, width=width, retries=retries,
                      keep_going=True, on_done=_recorder(report, [(zone, index) for zone, _, _, index in todo]))
+        if overviews and not report.failed and report.written + report.skipped == report.regions:
+            log.info("%s", overviews_of(root, progress=progress_bar, client=active))
     report.seconds = time.perf_counter() - started
     return report
 
