@@ -183,9 +183,10 @@ def _products(items):
             items = pystac.read_file(str(items))
         except Exception:  # not readable here: as_items says why
             return None
-    if isinstance(items, pystac.Catalog):
-        return list(items.get_items(recursive=True)) if is_product(items) or any(
-            is_product(i) for i in items.get_items(recursive=True)) else None
+    if isinstance(items, pystac.Catalog):  # a catalogue of products holds only products: its first item says
+        first = next(iter(items.get_items(recursive=True)), None)
+        return list(items.get_items(recursive=True)) if is_product(items) or (
+            first is not None and is_product(first)) else None
     if isinstance(items, pystac.Item):
         return [items] if is_product(items) else None
     if isinstance(items, (list, tuple)) and any(isinstance(i, pystac.Item) and is_product(i) for i in items):
