@@ -14,14 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.engine import in_fresh_process
+from benchmarks.engine import in_fresh_process, peak_rss_kib
 
 LULC_ATTRS = {"long_name": "land use / land cover class", "flag_values": list(range(10)), "nodata": 0,
               "flag_meanings": "no_data water trees flooded_vegetation crops built_area bare_ground snow_ice clouds "
@@ -29,14 +28,7 @@ LULC_ATTRS = {"long_name": "land use / land cover class", "flag_values": list(ra
 
 
 def peak_rss_mb() -> float:
-    """This process's peak RSS since it started: Linux's VmHWM, which an exec resets (``ru_maxrss`` carries the
-    forking parent's peak over an exec, so a child of a large parent would report the parent's)."""
-    try:
-        with open("/proc/self/status") as status:
-            line = next(line for line in status if line.startswith("VmHWM:"))
-        return int(line.split()[1]) / 1024  # kB
-    except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return peak_rss_kib() / 1024
 
 
 def synthetic_store(size: int, chunk: int, path: Path) -> Path:

@@ -72,8 +72,18 @@ def open_source(path: Path):
     return xr.open_zarr(path, decode_coords="all", consolidated=False)["reflectance"]
 
 
+def peak_rss_kib() -> int:
+    """This process's peak RSS since it started, in KiB: Linux's VmHWM, which an exec resets (``ru_maxrss`` carries
+    the forking parent's peak over an exec, so a fresh process of a large parent would report the parent's)."""
+    try:
+        with open("/proc/self/status") as status:
+            return int(next(line for line in status if line.startswith("VmHWM:")).split()[1])
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+
+
 def peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # ru_maxrss is in KiB on Linux
+    return peak_rss_kib() / 1e6
 
 
 def child_xterramind(path: Path, out: Path, rounds: int, batch: int) -> dict:
