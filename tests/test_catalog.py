@@ -12,6 +12,7 @@ import pystac
 import pytest
 import rasterio
 import shapely
+import xarray as xr
 from affine import Affine
 from pystac.validation import JsonSchemaSTACValidator
 from shapely.geometry import box, shape
@@ -271,3 +272,24 @@ def test_each_cog_tile_of_an_area_run_has_its_item_next_to_it(stores, tmp_path):
         part = zone.isel(embedding=5).values[row:row + loaded.sizes["y"], col:col + loaded.sizes["x"]]
         np.testing.assert_array_equal(next(iter(loaded.data_vars.values())).values, part)
         assert band == "embedding_005"
+
+
+def test_a_dated_store_has_its_time_range_and_one_band_per_date_and_dimension(stores, tmp_path):
+    """Embeddings of two dates: the Item spans them, and its bands are GDAL's (dates first, then dimensions), so
+    odc-stac's band n is the stored value of that date and dimension."""
+    import pandas as pd
+
+    dates = pd.to_datetime(["2024-01-01", "2024-06-01"])
+    single = xterramind.open(stores["embeddings"])
+    dated = xr.concat([single, single * 2], dim=pd.Index(dates, name="time")).chunk({"time": 1})
+    dated.attrs = single.attrs
+    dated.terramind.to_zarr(tmp_path / "dated.zarr", progress=False)
+    stac_item = catalog.item(tmp_path / "dated.zarr")
+    stac_item.validate(validator=offline_validator())
+    assert (stac_item.properties["start_datetime"], stac_item.properties["end_datetime"]) == (
+        "2024-01-01T00:00:00Z", "2024-06-01T00:00:00Z")
+    bands = stac_item.assets["embeddings"].extra_fields["bands"]
+    features = single.sizes["embedding"]
+    assert len(bands) == 2 * features and bands[features + 5]["name"] == "embeddings_5 2024-06-01"
+    loaded = odc.stac.load([stac_item], bands=[f"embeddings.{features + 6}"], chunks={}).isel(time=0)
+    np.testing.assert_array_equal(next(iter(loaded.data_vars.values())).values, 2 * single.isel(embedding=5).values)

@@ -247,10 +247,12 @@ def _bands(name: str, var) -> list[dict]:
     common = {"data_type": _data_type(stored)} | ({"nodata": _nodata(nodata)} if nodata is not None else {})
     common |= {"unit": var.attrs["units"]} if "units" in var.attrs else {}
     extra = [d for d in var.dims if d not in ("y", "x", "time")]
-    if not extra:
-        return [{"name": name, **common}]
-    labels = var.attrs.get("class_names") or [f"{name}_{int(v)}" if np.issubdtype(np.asarray(v).dtype, np.integer)
-                                               else f"{name}_{v}" for v in var[extra[0]].values]
+    labels = [name] if not extra else var.attrs.get("class_names") or [
+        f"{name}_{int(v)}" if np.issubdtype(np.asarray(v).dtype, np.integer) else f"{name}_{v}"
+        for v in var[extra[0]].values]
+    if "time" in var.dims:  # GDAL's bands run over the dates first, then the labels: one band per date and label
+        dates = [str(np.datetime_as_string(t, unit="D")) for t in var["time"].values]
+        labels = [f"{label} {date}" for date in dates for label in labels]
     return [{"name": str(label), **common} for label in labels]
 
 
