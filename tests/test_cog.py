@@ -275,8 +275,6 @@ def test_mistakes_are_refused_with_the_fix(lulc, tmp_path):
     (tmp_path / "taken.tif").write_bytes(b"")
     with pytest.raises(StoreExistsError, match="overwrite=True"):
         cog.write(lulc, tmp_path / "taken.tif", progress=False)
-    with pytest.raises(InputError, match="isel"):
-        cog.write(lulc.expand_dims(time=2), tmp_path / "t.tif", progress=False)
     with pytest.raises(OptionError, match="overviews"):
         cog.write(lulc, tmp_path / "o.tif", overviews=[4, 2], progress=False)
     with pytest.raises(OptionError, match="compress"):
@@ -301,3 +299,21 @@ def test_auto_overviews_halve_until_one_tile_holds_the_picture():
     assert cog.overview_factors("auto", 480, 480) == []
     assert cog.overview_factors("auto", 3000, 2000) == [2, 4, 8]
     assert cog.overview_factors(None, 3000, 2000) == []
+
+
+def test_a_time_series_gets_one_cog_and_item_per_date(lulc, tmp_path):
+    """A GeoTIFF holds one picture: each date its own file (its date in the name, the tags and its STAC Item)."""
+    import pandas as pd
+    import pystac
+
+    dates = pd.to_datetime(["2024-01-01", "2024-06-01"])
+    series = xr.concat([lulc, lulc.where(lulc.LULC != 1, 2).astype(lulc.LULC.dtype)], dim=pd.Index(dates, name="time"))
+    paths = cog.write(series.chunk({"time": 1}), tmp_path / "lulc.tif", overviews=None, progress=False)
+    assert [p.name for p in paths] == ["lulc_2024-01-01.tif", "lulc_2024-06-01.tif"]
+    for path, date in zip(paths, dates, strict=True):
+        with rasterio.open(path) as dataset:
+            assert dataset.tags()["date"] == date.strftime("%Y-%m-%d")
+            np.testing.assert_array_equal(dataset.read(1), series.LULC.sel(time=date).values)
+        assert pystac.Item.from_file(str(path.with_suffix(".json"))).datetime == date.tz_localize("UTC")
+    tiles = cog.write_tiles(series.chunk({"time": 1}), tmp_path / "tiles", tile=240, overviews=None, progress=False)
+    assert len(tiles) == 8 and all("_2024-" in p.name for p in tiles)

@@ -143,7 +143,11 @@ def _iso(moment: dt.datetime) -> str:
 
 
 def _moment(text: str | None) -> dt.datetime | None:
-    return None if text is None else dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    """An ISO time (a date alone is its midnight), in UTC where it says no zone; None for None."""
+    if text is None:
+        return None
+    moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def _times(dataset, fallback: dt.datetime) -> dict:
@@ -429,7 +433,7 @@ def cog_item(paths: str | os.PathLike | Sequence[str | os.PathLike], *, id: str 
     Args:
         paths: a GeoTIFF path or several, all in one CRS.
         id: the Item's id (default: the first file's name).
-        datetime: the Item's datetime (default: the first file's modification time).
+        datetime: the Item's datetime (default: the files' ``date`` tag, else the first file's modification time).
 
     Raises:
         InputError: no files, a file that is not a georeferenced raster, or files in different CRSs.
@@ -452,7 +456,8 @@ def cog_item(paths: str | os.PathLike | Sequence[str | os.PathLike], *, id: str 
     for grid, _, _ in described[1:]:
         geometry, bbox = _union(geometry, footprint(grid)[0])
     tags = described[0][2]
-    moment = datetime or dt.datetime.fromtimestamp(files[0].stat().st_mtime, tz=dt.UTC)
+    dated = _moment(tags["date"]) if "date" in tags else None  # a time series' file: its date
+    moment = datetime or dated or dt.datetime.fromtimestamp(files[0].stat().st_mtime, tz=dt.UTC)
     properties = {PRODUCT_FLAG: tags.get("xterramind_version", "unknown"), **_provenance(tags),
                   "datetime": _iso(moment), **{k: v for k, v in _projection(described[0][0]).items()
                                                if k in ("proj:code", "proj:wkt2")}}

@@ -119,7 +119,8 @@ def write(result: xr.DataArray | xr.Dataset, path: str | os.PathLike, *, variabl
     Args:
         result: a georeferenced xterramind result, lazy (``cube.terramind.generate("LULC", model)``) or read
             from a store (``xterramind.open(path)``, ``xterramind.open(path, zone="utm32n")``).
-        path: the file of the first variable; any other goes next to it as ``{stem}_{variable}.tif``.
+        path: the file of the first variable; any other goes next to it as ``{stem}_{variable}.tif``. A time
+            series gets one set per date, ``{stem}_{YYYY-MM-DD}.tif`` (the date also in the ``date`` tag).
         variable: a name or a list of names (default: the main one: ``LULC``, ``classes``, ``prediction``,
             ``embeddings`` or the first target). int8 embeddings bring their ``embeddings_scale`` COG along.
         overviews: ``"auto"`` (halvings until the picture fits one GeoTIFF tile), a list of increasing factors
@@ -135,7 +136,7 @@ def write(result: xr.DataArray | xr.Dataset, path: str | os.PathLike, *, variabl
     Raises:
         MissingCRSError: the result has no CRS.
         OptionError: an unknown variable, option or value.
-        InputError: a result with a time dimension, or int8 embeddings without their lengths.
+        InputError: int8 embeddings without their lengths.
         StoreExistsError: a file is at one of the paths and ``overwrite`` is False.
 
     Example:
@@ -143,14 +144,23 @@ def write(result: xr.DataArray | xr.Dataset, path: str | os.PathLike, *, variabl
         >>> xterramind.cog.write(lulc, "lulc.tif")                          # [PosixPath('lulc.tif')]
         >>> xterramind.cog.write(xterramind.open("int8.zarr"), "emb.tif")   # emb.tif, emb_embeddings_scale.tif
     """
-    layers = _layers(result, variable)
     path = Path(path).expanduser()
-    paths = [path] + [path.with_name(f"{path.stem}_{layer.name}{path.suffix or '.tif'}") for layer in layers[1:]]
-    grid = grid_of(layers[0].data, "the result")
-    window = ((0, grid.height), (0, grid.width))
-    _check_paths(paths, overwrite)
-    return _export(layers, paths, grid, window, overviews=overviews, compress=compress, progress=progress,
-                   description=f"COG {path.name}", stac=stac)
+    suffix = path.suffix or ".tif"
+    dated = [(date, one, path if date is None else path.with_name(f"{path.stem}_{date}{suffix}"))
+             for date, one in _by_date(result)]  # a time series: one file set per date, the date in its names
+    plans = []
+    for date, one, first in dated:
+        layers = _layers(one, variable)
+        paths = [first] + [first.with_name(f"{first.stem}_{layer.name}{suffix}") for layer in layers[1:]]
+        plans.append((layers, paths, {"date": date} if date else {}))
+    _check_paths([p for _, paths, _ in plans for p in paths], overwrite)
+    written = []
+    for layers, paths, tags in plans:
+        grid = grid_of(layers[0].data, "the result")
+        written += _export(layers, paths, grid, ((0, grid.height), (0, grid.width)), overviews=overviews,
+                           compress=compress, progress=progress, description=f"COG {paths[0].name}",
+                           extra_tags=tags, stac=stac)
+    return written
 
 
 def write_tiles(source, folder: str | os.PathLike, *, tile: int = TILE, variable: str | Sequence[str] | None = None,
@@ -188,15 +198,16 @@ def write_tiles(source, folder: str | os.PathLike, *, tile: int = TILE, variable
     if folder.exists() and not folder.is_dir():
         raise StoreExistsError(f"{folder} is a file; write_tiles needs a folder: pick another path")
     plans = []
-    for zone_label, result in _zones(source, zone):
-        layers = _layers(result, variable)
-        grid = grid_of(layers[0].data, f"zone {zone_label}")
-        for (row, col), window in _tiles(grid, tile):
-            position = f"r{row:03d}_c{col:03d}"
-            paths = [folder / f"{zone_label}_{layer.name}_{position}.tif" for layer in layers]
-            tags = {"zone": zone_label, "tile_row": str(row), "tile_col": str(col), "tile_size": str(tile),
-                    "tile_origin_px": json.dumps([window[0][0], window[1][0]])}
-            plans.append((layers, paths, grid, window, tags))
+    for zone_label, zone_result in _zones(source, zone):
+        for date, result in _by_date(zone_result):
+            layers = _layers(result, variable)
+            grid = grid_of(layers[0].data, f"zone {zone_label}")
+            for (row, col), window in _tiles(grid, tile):
+                position = f"{date}_r{row:03d}_c{col:03d}" if date else f"r{row:03d}_c{col:03d}"
+                paths = [folder / f"{zone_label}_{layer.name}_{position}.tif" for layer in layers]
+                tags = {"zone": zone_label, "tile_row": str(row), "tile_col": str(col), "tile_size": str(tile),
+                        "tile_origin_px": json.dumps([window[0][0], window[1][0]])} | ({"date": date} if date else {})
+                plans.append((layers, paths, grid, window, tags))
     _check_paths([path for plan in plans for path in plan[1]], overwrite, made=True)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
@@ -209,6 +220,20 @@ def write_tiles(source, folder: str | os.PathLike, *, tile: int = TILE, variable
 
 
 # -- what is written ---------------------------------------------------------------------------------------
+
+
+def _by_date(result) -> list[tuple[str | None, xr.DataArray | xr.Dataset]]:
+    """``(date, result of that date)`` for each date of a time series (a GeoTIFF holds one picture), the date as
+    ``YYYY-MM-DD`` (with the time of day where two share a day; the index without dates); ``[(None, result)]``
+    without a time dimension."""
+    if "time" not in result.dims:
+        return [(None, result)]
+    values = result["time"].values if "time" in result.coords else np.arange(result.sizes["time"])
+    labels = [str(np.datetime_as_string(v, unit="D")) if np.issubdtype(values.dtype, np.datetime64) else str(v)
+              for v in values]
+    if len(set(labels)) < len(labels):
+        labels = [str(np.datetime_as_string(v, unit="s")).replace(":", "") for v in values]
+    return [(label, result.isel(time=index)) for index, label in enumerate(labels)]
 
 
 def _zones(source, zone: str | None) -> list[tuple[str, xr.DataArray | xr.Dataset]]:
@@ -277,9 +302,6 @@ def _main_variable(dataset: xr.Dataset) -> str:
 
 def _layer(dataset: xr.Dataset, name: str) -> Layer:
     var = dataset[name]
-    if "time" in var.dims:
-        raise InputError(f"{name} has a time dimension and a GeoTIFF holds one picture: write one time step at a "
-                         "time, e.g. result.isel(time=0)")
     if not {"y", "x"} <= set(var.dims) or var.ndim > 3:
         raise InputError(f"{name} has dims {var.dims}; a GeoTIFF takes (y, x) or (band, y, x)")
     leading = [d for d in var.dims if d not in ("y", "x")]
