@@ -72,6 +72,17 @@ def open_source(path: Path):
     return xr.open_zarr(path, decode_coords="all", consolidated=False)["reflectance"]
 
 
+def best_alternated(ways: dict, rounds: int, launch) -> dict:
+    """Each way's fastest of ``rounds`` runs, the ways alternated round by round (load on a shared machine then
+    weighs on all of them alike). ``ways``: name -> (the child's arguments, its python or None); ``launch(*child,
+    python=...)`` runs one and gives its result, with ``seconds``."""
+    runs = {what: [] for what in ways}
+    for _ in range(rounds):
+        for what, (child, python) in ways.items():
+            runs[what].append(launch(*child, python=python))
+    return {what: min(found, key=lambda run: run["seconds"]) for what, found in runs.items()}
+
+
 def peak_rss_kib() -> int:
     """This process's peak RSS since it started, in KiB: Linux's VmHWM, which an exec resets (``ru_maxrss`` carries
     the forking parent's peak over an exec, so a fresh process of a large parent would report the parent's)."""

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.engine import SEED, build_source, in_fresh_process, open_source, peak_rss_gb
+from benchmarks.engine import SEED, best_alternated, build_source, in_fresh_process, open_source, peak_rss_gb
 from benchmarks.plumbing import L2A_BANDS
 
 STRIDE, TILE = 192, 224
@@ -103,11 +103,7 @@ def main() -> None:
                 pixels = folder / f"pixels-{size}.npy"
                 np.save(pixels, open_source(cube).values)
                 ways["terratorch tiled_inference"] = (("terratorch", pixels, args.batch), args.reference_python)
-            runs = {what: [] for what in ways}
-            for _ in range(args.rounds):  # alternated: each round runs every way once
-                for what, (child, python) in ways.items():
-                    runs[what].append(_child(*child, python=python))
-            best = {what: min(found, key=lambda run: run["seconds"]) for what, found in runs.items()}
+            best = best_alternated(ways, args.rounds, _child)
             reference = best.get("terratorch tiled_inference")
             km2 = (size * 10 / 1000) ** 2
             for what, run in best.items():

@@ -35,23 +35,18 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.engine import SEED, build_source, in_fresh_process, open_source, peak_rss_gb
+from benchmarks.engine import SEED, best_alternated, build_source, in_fresh_process, open_source, peak_rss_gb
 from benchmarks.plumbing import L2A_BANDS
-from benchmarks.timing import _machine_busy_seconds, _own_seconds
+from benchmarks.timing import foreign_seconds, machine_mark
 
 STRIDE, TILE = 192, 224
 REFERENCE = "terratorch tiled_inference"
 
 
-def _started() -> tuple:
-    return _machine_busy_seconds(), _own_seconds(), time.perf_counter()
-
-
 def _result(started: tuple) -> dict:
     """Wall seconds since ``started``, this process's peak RSS, and the cores the rest of the machine used meanwhile."""
-    busy, own, start = started
-    wall, now = time.perf_counter() - start, _machine_busy_seconds()
-    others = None if busy is None or now is None else max(0.0, (now - busy) - (_own_seconds() - own)) / wall
+    wall, foreign = time.perf_counter() - started[2], foreign_seconds(started)
+    others = None if foreign is None else max(0.0, foreign) / wall
     return {"seconds": wall, "peak_gb": peak_rss_gb(), "others": others}
 
 
@@ -92,7 +87,7 @@ def child_xterramind(cube_path: Path, out: Path, config: Path, checkpoint: Path,
     task = xterramind.load_task(config, checkpoint, device="cpu", precision="fp32")
     cube = open_source(cube_path)
     shutil.rmtree(out, ignore_errors=True)
-    started = _started()
+    started = machine_mark()
     floods = cube.terramind.predict(task, batch_size=batch, tile_size=TILE, overlap=TILE - STRIDE)
     floods.terramind.to_zarr(out, progress=False)
     return _result(started)
@@ -115,7 +110,7 @@ def child_terratorch(pixels_path: Path, config: Path, checkpoint: Path, batch: i
     model.eval()
     data = settings["data"]["init_args"]
     mean, std = torch.tensor(data["means"])[:, None, None], torch.tensor(data["stds"])[:, None, None]
-    started = _started()
+    started = machine_mark()
     pixels = torch.from_numpy(np.load(pixels_path).astype(np.float32))
     standardized = ((pixels - mean) / std)[None]
     with torch.inference_mode():
@@ -160,11 +155,7 @@ def main() -> None:
                 pixels = folder / f"pixels-{size}.npy"
                 np.save(pixels, open_source(cube).values)
                 ways[REFERENCE] = (("terratorch", pixels, config, checkpoint, args.batch), args.reference_python)
-            runs = {what: [] for what in ways}
-            for _ in range(args.rounds):  # alternated: each round runs every way once
-                for what, (child, python) in ways.items():
-                    runs[what].append(_child(*child, python=python))
-            best = {what: min(found, key=lambda run: run["seconds"]) for what, found in runs.items()}
+            best = best_alternated(ways, args.rounds, _child)
             reference = best.get(REFERENCE)
             km2 = (size * 10 / 1000) ** 2
             for what, run in best.items():

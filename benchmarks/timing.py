@@ -31,6 +31,18 @@ def _own_seconds() -> float:
     return times.user + times.system
 
 
+def machine_mark() -> tuple[float | None, float, float]:
+    """Now, for ``foreign_seconds``: the machine's busy CPU seconds, this process's, and the wall clock."""
+    return _machine_busy_seconds(), _own_seconds(), time.perf_counter()
+
+
+def foreign_seconds(mark: tuple[float | None, float, float]) -> float | None:
+    """CPU seconds the rest of the machine used since ``mark`` (None where /proc/stat cannot be read)."""
+    busy, own, _ = mark
+    now = _machine_busy_seconds()
+    return None if busy is None or now is None else (now - busy) - (_own_seconds() - own)
+
+
 @dataclass
 class Timing:
     seconds: float  # median of the kept repetitions
@@ -48,13 +60,12 @@ def measure(call: Callable[[], object], repetitions: int, warmup: int = 2) -> Ti
         call()
     clean, every = [], []
     for _ in range(repetitions):
-        busy, own, start = _machine_busy_seconds(), _own_seconds(), time.perf_counter()
+        mark = machine_mark()
         call()
-        wall = time.perf_counter() - start
+        wall = time.perf_counter() - mark[2]
         every.append(wall)
-        if busy is not None:
-            foreign = (_machine_busy_seconds() - busy) - (_own_seconds() - own)
-            if foreign < 0.1 * wall:
-                clean.append(wall)
+        foreign = foreign_seconds(mark)
+        if foreign is not None and foreign < 0.1 * wall:
+            clean.append(wall)
     kept = clean or every
     return Timing(statistics.median(kept), len(clean), len(every))
