@@ -22,16 +22,18 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from . import geozarr
 from .embed import INT8_DECODING, INT8_NODATA, SCALE
-from .errors import InputError, MissingDependencyError, StoreError
+from .errors import InputError, MissingDependencyError, StoreError, UnknownModelError
 from .geo import grid_of, transformer
-from .grid import PixelGrid
+from .grid import PixelGrid, same_crs
 from .store import LEDGER, RUN_ATTR, group_attrs, open_result
 
 __all__ = ["FOOTPRINT_TOLERANCE", "PRODUCT_FLAG", "cog_item", "collection", "footprint", "is_product", "item", "load",
@@ -167,15 +169,12 @@ def _provenance(attrs: dict) -> dict:
 
 
 def _projection(grid: PixelGrid) -> dict:
-    """The projection extension v2 fields of a grid (``proj:wkt2`` where the CRS has no EPSG code)."""
-    from pyproj import CRS
-
-    crs = CRS.from_user_input(grid.crs)
-    code = crs.to_epsg()
-    west, north = grid.transform * (0, 0)
-    east, south = grid.transform * (grid.width, grid.height)
-    identity = {"proj:code": f"EPSG:{code}"} if code else {"proj:code": None, "proj:wkt2": crs.to_wkt()}
-    return identity | {"proj:bbox": [west, south, east, north], **_grid_fields(grid)}
+    """The projection extension v2 fields of a grid (``proj:wkt2`` where the CRS has no EPSG code): the CRS and
+    bbox as the store's GeoZarr attributes give them (the same ``proj:`` names)."""
+    geo = geozarr.attributes(grid.crs, grid.transform, grid.shape)
+    identity = {"proj:code": geo["proj:code"]} if "proj:code" in geo else {"proj:code": None,
+                                                                          "proj:wkt2": geo["proj:wkt2"]}
+    return identity | {"proj:bbox": geo["spatial:bbox"], **_grid_fields(grid)}
 
 
 def _grid_fields(grid: PixelGrid) -> dict:
@@ -300,7 +299,6 @@ def _embedding_fields(dataset, grid: PixelGrid) -> dict:
 
 def _add_model(stac_item, dataset) -> None:
     """The ML Model extension's fields, where the model has a public checkpoint to point the model asset at."""
-    from .errors import UnknownModelError
     from .models.registry import get_config
 
     try:
@@ -450,7 +448,7 @@ def cog_item(paths: str | os.PathLike | Sequence[str | os.PathLike], *, id: str 
         raise InputError("cog_item needs at least one GeoTIFF path")
     described = [_describe_tiff(rasterio, file) for file in files]
     crs = described[0][0].crs
-    if any(grid.crs != crs and not _same_crs(grid.crs, crs) for grid, _, _ in described):
+    if any(not same_crs(grid.crs, crs) for grid, _, _ in described):
         raise InputError(f"the files {[str(f) for f in files]} are in different CRSs: make one Item per CRS")
     geometry, bbox = footprint(described[0][0])
     for grid, _, _ in described[1:]:
@@ -463,11 +461,9 @@ def cog_item(paths: str | os.PathLike | Sequence[str | os.PathLike], *, id: str 
                                                if k in ("proj:code", "proj:wkt2")}}
     stac_item = pystac.Item(id or files[0].stem, geometry, bbox, moment, properties, stac_extensions=[PROJECTION])
     for file, (grid, bands, _) in zip(files, described, strict=True):
-        west, north = grid.transform * (0, 0)
-        east, south = grid.transform * (grid.width, grid.height)
+        fields = {k: v for k, v in _projection(grid).items() if k in ("proj:shape", "proj:transform", "proj:bbox")}
         stac_item.add_asset(file.stem, pystac.Asset(str(file.resolve()), media_type=COG_MEDIA_TYPE, roles=["data"],
-                                                    extra_fields={**_grid_fields(grid), "bands": bands,
-                                                                  "proj:bbox": [west, south, east, north]}))
+                                                    extra_fields={**fields, "bands": bands}))
     return stac_item
 
 
@@ -490,8 +486,6 @@ def write_cog_item(paths: str | os.PathLike | Sequence[str | os.PathLike], **opt
 
 def _describe_tiff(rasterio, file: Path):
     """A GeoTIFF's grid, STAC bands and tags (values parsed where they are JSON, as the COG writer stores lists)."""
-    import json
-
     try:
         with rasterio.open(file) as source:
             if source.crs is None:
@@ -513,12 +507,6 @@ def _describe_tiff(rasterio, file: Path):
             return text
 
     return grid, bands, {k: parsed(v) for k, v in tags.items()}
-
-
-def _same_crs(a: str, b: str) -> bool:
-    from .grid import same_crs
-
-    return same_crs(a, b)
 
 
 def _union(geometry: dict, other: dict) -> tuple[dict, list[float]]:
