@@ -63,7 +63,7 @@ from .errors import InputError, MissingCRSError, OptionError, StoreError, StoreE
 from .facts import LULC_CLASSES, LULC_COLOURS, LULC_NODATA
 from .geo import grid_of, zone_name
 from .grid import PixelGrid
-from .store import PACKING, RESULT_VARIABLE, RUN_ATTR, group_attrs, open_result
+from .store import PACKING, RESULT_VARIABLE, RUN_ATTR, group_attrs, open_result, packed
 
 __all__ = ["BLOCK", "COMPRESSIONS", "TILE", "lulc_colour_table", "overview_factors", "write", "write_tiles"]
 
@@ -106,8 +106,7 @@ class Layer:
     def stored(self, values: np.ndarray) -> np.ndarray:
         """Computed values as the GeoTIFF stores them: packed again where a store decoded them, cast."""
         if self.packing:
-            values = xr.conventions.encode_cf_variable(
-                xr.Variable(("band", "y", "x"), values, encoding=dict(self.packing))).values
+            values = packed(values, self.packing)
         return np.asarray(values).astype(self.dtype, copy=False)
 
 

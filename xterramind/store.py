@@ -175,13 +175,24 @@ def _write_block(*arrays: np.ndarray, target: Template, index) -> bool:
         if hasattr(array, "with_config"):  # zarr >= 3.1.6: skip the check for all-fill chunks, slower than lz4 itself
             array = array.with_config({"write_empty_chunks": True})
         valid = valid or _has_data(block, array.fill_value)
-        if name in target.packing:  # stored as xarray's to_zarr would: scaled, offset, filled, rounded, cast
-            block = xr.conventions.encode_cf_variable(
-                xr.Variable([f"dim_{i}" for i in range(block.ndim)], block, encoding=dict(target.packing[name]))).values
+        if name in target.packing:
+            block = packed(block, target.packing[name])
         array[_region(array, slices)] = block
     ledger = zarr.open_array(target.path, path=f"{LEDGER}/done", mode="r+")
     ledger[index] = DONE_VALID if valid else DONE_EMPTY  # only after the data is written
     return valid
+
+
+def packed(values: np.ndarray, packing: dict) -> np.ndarray:
+    """Values as a variable with CF ``packing`` (``_packing``) stores them, as xarray's ``to_zarr`` would: scaled,
+    offset, filled, rounded, cast.
+
+    Example:
+        >>> packed(np.array([0.5, np.nan]), {"dtype": "uint8", "scale_factor": 1 / 254, "_FillValue": 255})
+        array([127, 255], dtype=uint8)
+    """
+    return xr.conventions.encode_cf_variable(
+        xr.Variable([f"dim_{i}" for i in range(values.ndim)], values, encoding=dict(packing))).values
 
 
 def mark_empty(target: Template, index) -> None:
