@@ -290,6 +290,27 @@ def test_a_predict_mistake_gets_one_line_in_the_command_line_s_words(flood_task,
     assert not list(flood_task["folder"].glob("o*.zarr"))  # nothing written
 
 
+def test_the_bands_hint_of_a_multimodal_model_names_every_input_s_bands(tmp_path, capsys):
+    """One raster may carry a model's S2 and S1 bands: the example ``--bands`` lists them all, in the inputs'
+    order, whether the raster names none of its bands or lacks a modality's."""
+    from tests.tasks import task_config, write_task
+    from xterramind.models.registry import resolve_modality
+
+    config, checkpoint = write_task(tmp_path, task_config(
+        modalities=("S2L2A", "S1GRD"), decoder="FCNDecoder", decoder_args={"channels": 8, "num_convs": 1},
+        necks=[{"name": "SelectIndices", "indices": [-1]}, {"name": "ReshapeTokensToImage"}]))
+    cube = xterramind.open_sample()
+    cube.assign_attrs(long_name=tuple(cube.band.values)).rio.to_raster(tmp_path / "s2.tif")
+    cube.drop_attrs().rio.to_raster(tmp_path / "unnamed.tif")
+    every = " ".join([*resolve_modality("S2L2A").bands, *resolve_modality("S1GRD").bands])
+    for raster, says in (("unnamed.tif", "does not name its bands"), ("s2.tif", "S1GRD needs bands")):
+        code, line = _one_line_error(capsys, ["predict", str(config), str(checkpoint), str(tmp_path / raster),
+                                              str(tmp_path / "out.zarr"), "--device", "cpu"])
+        assert code == 1 and says in line, line
+        assert f"--bands {every} for S2L2A then S1GRD" in line, line
+    assert not (tmp_path / "out.zarr").exists()
+
+
 def test_command_line_overviews_and_cogs_of_a_store(cube, tmp_path, capsys):
     """``xterramind overviews`` then ``xterramind cog``: one file with its overviews, or a folder of tiles that
     together hold the store."""

@@ -142,8 +142,8 @@ def predict(args: argparse.Namespace) -> None:
         result = cube.terramind.predict(task, **options)
     except MissingBandsError as error:  # its fix in Python (modalities=) is --bands here
         found = str(error).split(" Add them, or name", 1)[0]
-        raise MissingBandsError(f"{found} Name the INPUT's bands in order with --bands, e.g. --bands "
-                                f"{' '.join(task.inputs[0].bands)}") from None
+        raise MissingBandsError(f"{found} Name the INPUT's bands in order with --bands, e.g. "
+                                f"{_bands_example(task.inputs)}") from None
     print(f"{task!r}")
     _write(result, args.output, args.overwrite, args.zarr_format, f"predict was interrupted while writing "
            f"{args.output}; run the same command again to finish it (regions written are kept)")
@@ -232,8 +232,14 @@ def _named_bands(cube, where: str, inputs, bands: list[str] | None):
         return cube.assign_coords(band=list(bands))
     if all(isinstance(name, (int, np.integer)) for name in cube.band.values):
         raise InputError(f"{where} does not name its bands (a raster without band descriptions): name them in order "
-                         f"with --bands, e.g. --bands {' '.join(inputs[0].bands)} for {inputs[0].name}")
+                         f"with --bands, e.g. {_bands_example(inputs)}")
     return cube
+
+
+def _bands_example(inputs) -> str:
+    """``--bands`` naming every band the model takes, input after input (one raster may carry them all)."""
+    return (f"--bands {' '.join(band for spec in inputs for band in spec.bands)} "
+            f"for {' then '.join(spec.name for spec in inputs)}")
 
 
 def search(args: argparse.Namespace) -> None:
