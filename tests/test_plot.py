@@ -63,6 +63,39 @@ def test_single_bands_get_a_colour_bar_and_sentinel1_its_ratio(cube):
     assert picture.axes[0].get_title() == "Sentinel-1 (VV, VH, VV/VH)" and _picture(picture).shape == (40, 40, 3)
 
 
+def test_a_fine_tuned_model_s_classes_get_a_colour_each_and_their_names(cube, tmp_path):
+    """A ``predict`` result draws its classes (not a colour bar of ids): a qualitative colour per class, the
+    config's class names in the legend, nodata white and "no data" in the legend only where it occurs; one
+    class's probability is a colour bar titled with its name."""
+    from tests.tasks import task_config, write_task
+
+    config, checkpoint = write_task(tmp_path, task_config(
+        classes=3, class_names=["water", "flooded land", "other"], decoder="FCNDecoder",
+        decoder_args={"channels": 8, "num_convs": 1},
+        necks=[{"name": "SelectIndices", "indices": [-1]}, {"name": "ReshapeTokensToImage"}]))
+    task = xterramind.load_task(config, checkpoint, device="cpu")
+    holed = cube.isel(y=slice(0, 224), x=slice(0, 224)).astype("float32")
+    holed[:, :40, :40] = np.nan  # nodata in the input: the classes' nodata there
+    result = holed.terramind.predict(task, probabilities="float32").compute()
+    tab10 = matplotlib.colormaps["tab10"]
+    for drawn in (result, result.classes):
+        figure = drawn.terramind.plot()
+        picture, classes = _picture(figure), result.classes.values
+        for value in range(3):
+            np.testing.assert_array_equal(picture[classes == value], np.broadcast_to(tab10(value)[:3], picture[classes == value].shape))
+        np.testing.assert_array_equal(picture[:40, :40], np.ones((40, 40, 3)))
+        labels = [text.get_text() for text in figure.legends[0].get_texts()]
+        assert labels == ["water", "flooded land", "other", "no data"] and figure.axes[0].get_title() == "classes"
+        assert not figure.axes[0].images[0].colorbar
+    full = xterramind.plot.plot(result.classes.isel(y=slice(100, None), x=slice(100, None)))
+    assert "no data" not in [text.get_text() for text in full.legends[0].get_texts()]  # none there
+    with pytest.raises(InputError, match=r"isel\(\{'class': 0\}\)") as refused:  # class=0 would be a SyntaxError
+        result.class_probability.terramind.plot()
+    compile("result.class_probability" + str(refused.value).rsplit("e.g. ", 1)[1], "<fix>", "eval")  # the fix parses
+    one = result.class_probability.isel({"class": 1}).terramind.plot()
+    assert one.axes[0].get_title() == "class_probability: flooded land"
+
+
 def test_big_arrays_are_read_strided():
     grid = xr.DataArray(da.random.random((6000, 5000), chunks=1000), dims=("y", "x"), name="dem",
                         coords={"y": np.arange(6000.0, 0, -1), "x": np.arange(5000.0)})
@@ -80,7 +113,7 @@ def test_what_cannot_be_drawn_says_how_to_fix_it(cube, lulc):
     for bands in (("B04", "B03"), ("B04", "B03", "B02", "B01")):
         with pytest.raises(OptionError, match="one band or three"):
             cube.terramind.plot(bands=bands)
-    with pytest.raises(InputError, match=r"select \['class'\] first"):
+    with pytest.raises(InputError, match=r"select \['class'\] first.*isel\(\{'class': 0\}\)"):
         lulc.LULC_probability.terramind.plot()
     with pytest.raises(InputError, match="plot one of them"):
         xr.Dataset({"S1GRD": lulc.LULC_probability.rename({"class": "S1GRD_band"}), "DEM": lulc.LULC}).terramind.plot()

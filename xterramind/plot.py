@@ -7,6 +7,7 @@ a few megabytes, never the scene.
 
 from __future__ import annotations
 
+import keyword
 import math
 import textwrap
 
@@ -34,6 +35,8 @@ def plot(obj: xr.Dataset | xr.DataArray, *, bands=None, ax=None, max_size: int =
 
     - land cover (a ``generate("LULC")`` result or its ``LULC`` variable): the usual class colours and a
       legend of the nine classes;
+    - classes of a fine-tuned model (a ``predict`` result or its ``classes``: any variable with CF
+      ``flag_values`` and ``flag_meanings``): one colour per class and a legend of the class names;
     - embeddings (a ``embedding`` dimension): their first three principal components as RGB;
     - a cube of bands (or a generated image): a composite, by default false colour (NIR, red, green) for
       Sentinel-2 and (VV, VH, VV/VH) for Sentinel-1, each band stretched between its 2nd and 98th
@@ -65,6 +68,9 @@ def plot(obj: xr.Dataset | xr.DataArray, *, bands=None, ax=None, max_size: int =
     if _is_land_cover(data):
         default = "land cover"
         _draw_land_cover(ax, data.values, extent)
+    elif _is_categorical(data):
+        default = "classes"
+        _draw_classes(ax, data, extent)
     elif "embedding" in data.dims:
         default = "embeddings: first three principal components"
         ax.imshow(principal_rgb(data.transpose("embedding", "y", "x").values), extent=extent, interpolation="nearest")
@@ -75,7 +81,7 @@ def plot(obj: xr.Dataset | xr.DataArray, *, bands=None, ax=None, max_size: int =
         else:
             _draw_scalar(figure, ax, data, extent)
     else:
-        default = str(data.name or "")
+        default = str(data.name or "") + _class_named(data)
         _draw_scalar(figure, ax, data, extent)
     crs = data.rio.crs
     unit = f" ({crs.to_string()})" if crs is not None else ""
@@ -103,6 +109,9 @@ def _what_to_draw(obj) -> xr.DataArray:
         raise InputError("nothing to plot: the Dataset has no variable with dims (y, x)")
     if "LULC" in spatial:
         return obj["LULC"]
+    categorical = [name for name in spatial if _is_categorical(obj[name])]
+    if len(categorical) == 1 and all("class" in obj[name].dims for name in spatial if name != categorical[0]):
+        return obj[categorical[0]]  # a prediction's classes, beside their probabilities
     if len(spatial) == 1:
         return _with_band_names(obj[spatial[0]])
     if any(f"{name}_band" in obj[name].dims for name in spatial):
@@ -135,8 +144,10 @@ def _strided(data: xr.DataArray, max_size: int) -> xr.DataArray:
     step = max(1, math.ceil(max(data.sizes["y"], data.sizes["x"]) / max_size))
     extra = [dim for dim in data.dims if dim not in ("y", "x", "band", "embedding")]
     if extra:
+        dim = str(extra[0])  # class=0 is a syntax error: a keyword or an odd name goes in a dict
+        chosen = f"{dim}=0" if dim.isidentifier() and not keyword.iskeyword(dim) else f"{{{dim!r}: 0}}"
         raise InputError(f"plot() draws (y, x) with at most bands or embeddings; select {extra} first, "
-                         f"e.g. .isel({extra[0]}=0)")
+                         f"e.g. .isel({chosen})")
     return data.isel(y=slice(None, None, step), x=slice(None, None, step)).compute()
 
 
@@ -173,6 +184,40 @@ def _draw_land_cover(ax, classes: np.ndarray, extent) -> None:
     shown = [c for c in range(len(LULC_CLASSES)) if c > 0 or c in present]  # "no data" only where it occurs
     handles = [Patch(facecolor=LULC_COLOURS[c] / 255, edgecolor="0.4", label=LULC_CLASSES[c]) for c in shown]
     ax.figure.legend(handles=handles, loc="outside right upper", frameon=False, title="class")
+
+
+def _is_categorical(data: xr.DataArray) -> bool:
+    return "flag_values" in data.attrs and "flag_meanings" in data.attrs
+
+
+def _draw_classes(ax, data: xr.DataArray, extent) -> None:
+    """One colour of matplotlib's qualitative maps per class, its ``nodata`` white; a legend of the classes (and
+    of "no data" where it occurs)."""
+    import matplotlib
+    from matplotlib.patches import Patch
+
+    values = [int(v) for v in np.atleast_1d(data.attrs["flag_values"])]
+    names = [name.replace("_", " ") for name in str(data.attrs["flag_meanings"]).split()]
+    palette = matplotlib.colormaps["tab10" if len(values) <= 10 else "tab20"]
+    colours = {value: np.asarray(palette(i % palette.N)[:3]) for i, value in enumerate(values)}
+    classes = data.values
+    rgb = np.ones((*classes.shape, 3))  # white: nodata, or a value that is no class
+    for value, colour in colours.items():
+        rgb[classes == value] = colour
+    ax.imshow(rgb, extent=extent, interpolation="nearest")
+    handles = [Patch(facecolor=colours[v], edgecolor="0.4", label=name) for v, name in zip(values, names, strict=False)]
+    if not np.isin(classes, values).all():
+        handles.append(Patch(facecolor="white", edgecolor="0.4", label="no data"))
+    ax.figure.legend(handles=handles, loc="outside right upper", frameon=False, title="class")
+
+
+def _class_named(data: xr.DataArray) -> str:
+    """": flood" for one class's probability (its ``class`` selected), else nothing."""
+    names = data.attrs.get("class_names")
+    if names is None or "class" not in data.coords or data["class"].ndim:
+        return ""
+    index = int(data["class"].values)
+    return f": {names[index]}" if 0 <= index < len(names) else ""
 
 
 def _composite(data: xr.DataArray, bands) -> tuple[str, xr.DataArray]:
