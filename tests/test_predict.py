@@ -15,7 +15,7 @@ import xarray as xr
 import xterramind
 from tests.tasks import save_checkpoint, seeded_model, task_config, write_task
 from xterramind import runtime
-from xterramind.errors import CheckpointError, ConfigError, MissingBandsError, OptionError, XterramindError
+from xterramind.errors import CheckpointError, ConfigError, InputError, MissingBandsError, OptionError, XterramindError
 from xterramind.models.task_config import read_config
 from xterramind.predict import PREDICT
 
@@ -109,13 +109,32 @@ def test_a_tim_model_is_deterministic_and_chunk_invariant(cube, tmp_path):
 
 def test_band_subsets_and_the_configs_statistics_are_the_models(cube, tmp_path):
     config = task_config(**FCN, extra_args={"backbone_bands": {"S2L1C": ["BLUE", "GREEN", "RED", "NIR_NARROW"]}})
-    config["data"]["init_args"] |= {"means": [1, 2, 3, 4], "stds": [10, 20, 30, 40]}
+    config["data"]["init_args"] |= {"means": [1001, 1102, 1203, 2004], "stds": [510, 520, 630, 940]}
     task = xterramind.load_task(*write_task(tmp_path, config), device="cpu")
     (spec,) = task.inputs
-    assert spec.bands == ("B02", "B03", "B04", "B8A") and spec.mean == (1, 2, 3, 4)
+    assert spec.bands == ("B02", "B03", "B04", "B8A") and spec.mean == (1001, 1102, 1203, 2004)
     four = cube.sel(band=["B02", "B03", "B04", "B8A"])  # a cube of just those bands is enough
     out = four.terramind.predict(task).compute()
     np.testing.assert_array_equal(out.classes.values, cube.terramind.predict(task).classes.values)
+
+
+def test_units_are_checked_against_the_statistics_the_model_was_fine_tuned_with(cube, tmp_path):
+    """A model fine-tuned on reflectance 0-1 (its config's means ~0.1) takes a cube in 0-1 and refuses one in
+    reflectance x 10000 with the factor; a model fine-tuned in TerraMind's units keeps the physical checks."""
+    zero_one = task_config(**FCN)
+    zero_one["data"]["init_args"] |= {"means": [m / 10000 for m in zero_one["data"]["init_args"]["means"]],
+                                      "stds": [s / 10000 for s in zero_one["data"]["init_args"]["stds"]]}
+    task = xterramind.load_task(*write_task(tmp_path / "zero_one", zero_one), device="cpu")
+    scaled = (cube.astype("float32") / 10000).assign_attrs(cube.attrs)
+    same = scaled.terramind.predict(task).compute()
+    np.testing.assert_array_equal(same.classes.values, scaled.chunk({"x": 160}).terramind.predict(task).classes.values)
+    for raw in (cube, cube.chunk({"x": 160})):  # checked in the region task's window, before the model
+        with pytest.raises(InputError, match=r"far from the data this model was fine-tuned on.*typically [0-9,.]+x its means.*"
+                                              r"cube / 10000"):
+            raw.terramind.predict(task).compute()
+    usual = xterramind.load_task(*write_task(tmp_path / "usual", task_config(**FCN)), device="cpu")
+    with pytest.raises(InputError, match="far too small for reflectance x 10000"):
+        scaled.terramind.predict(usual).compute()
 
 
 def test_the_handle_pickles_as_its_recipe_and_loads_once_per_process(segmentation):

@@ -81,12 +81,13 @@ def lay_out(cube, model: TerraMindModel | TaskModel, modalities=None, *, tile_si
         check_grid(grid, f"the {inputs[0].spec.name} cube", model.config.pixel_size, check_resolution=check_input)
     for item in inputs:
         if check_input and not token_input and not isinstance(item.data.data, da.Array):
-            check_units(item.spec.name, np.asarray(item.data.data), item.nodata)
+            check_units(item.spec.name, np.asarray(item.data.data), item.nodata, item.spec)
     tiling = Tiling(grid, model.config.image_size if tile_size is None else tile_size, overlap, model.config.patch_size)
     if coords:
         model.coords_tokenizer()  # fail now, not in a worker, when the vocabulary is missing
     tiles = Tiles(tuple(item.spec.name for item in inputs), tuple(item.nodata for item in inputs), tiling, batch_size,
-                  coords, check_input and not token_input, token_input)
+                  coords, check_input and not token_input, token_input,
+                  tuple(item.spec for item in inputs))
     layout = Layout(inputs, tiles, default_chunk(tiling) if chunks is None else chunks, inputs[0].data.sizes.get("time"))
     _check_in_memory_validity(layout)
     return layout

@@ -339,18 +339,23 @@ SAMPLE_SIDE = 128  # a window is checked on a strided sample of about 128 x 128 
 CHECK_INPUT_OFF = "pass check_input=False (in a run config: options: {check_input: false})"
 
 
-def check_units(name: str, values: np.ndarray, nodata: Sequence[float | None] = ()) -> None:
+def check_units(name: str, values: np.ndarray, nodata: Sequence[float | None] = (),
+                model_spec: ModalitySpec | None = None) -> None:
     """Catch the unit and scale mistakes that show in the data, with the fix; called on in-memory data at
     once and, for lazy data, inside each region task on the window it reads.
 
     The bounds come from what TerraMind was trained on (``ModalitySpec.mean``/``std``) and from physics:
     Sentinel-2 as reflectance x 10000 (not 0-1), Sentinel-1 in dB (not linear power), RGB as 8-bit values,
-    a DEM in metres. Raises ``InputError`` (a DEM that may be in km only warns, ``InputWarning``).
+    a DEM in metres. Raises ``InputError`` (a DEM that may be in km only warns, ``InputWarning``). A model
+    fine-tuned on data in other units (``model_spec``'s statistics far from the pre-training ones, e.g. reflectance
+    0-1) is checked against its own statistics instead: each band's median within 10 of its standard deviations.
 
     Args:
         name: the modality, e.g. ``"S2L2A"``.
         values: ``(..., band, y, x)`` raw values in the modality's band order.
         nodata: each band's nodata value (or None); these and NaNs are left out.
+        model_spec: the input as the model takes it (its bands, and the statistics it standardizes with), where
+            not TerraMind's pre-training one.
 
     Example:
         >>> check_units("S2L2A", np.full((12, 64, 64), 0.12))
@@ -360,8 +365,11 @@ def check_units(name: str, values: np.ndarray, nodata: Sequence[float | None] = 
     rule = _UNIT_RULES.get(name)
     if rule is None:
         return
+    spec = resolve_modality(name) if model_spec is None else model_spec  # its bands are the window's
+    if model_spec is not None and _other_units(resolve_modality(name), model_spec):
+        rule = _fine_tuning_units
     sample = _sample(np.asarray(values), nodata)
-    problem = rule(resolve_modality(name), sample) if sample.size >= 100 else None
+    problem = rule(spec, sample) if sample.size >= 100 else None
     if problem is None:
         return
     message, certain = problem
@@ -380,6 +388,29 @@ def _sample(values: np.ndarray, nodata: Sequence[float | None]) -> np.ndarray:
         if value is not None:
             band[band == value] = np.nan
     return bands[:, np.isfinite(bands).any(axis=0)]
+
+
+def _other_units(pretraining: ModalitySpec, model_spec: ModalitySpec) -> bool:
+    """Whether a model's means put its data in other units than pre-training's, band by band (their typical ratio
+    beyond 5x either way; a fine-tuning's own statistics in the same units stay well within that)."""
+    before = dict(zip(pretraining.bands, pretraining.mean, strict=True))
+    ratios = [abs(m / before[b]) for b, m in zip(model_spec.bands, model_spec.mean, strict=True) if before.get(b)]
+    return bool(ratios) and not 0.2 <= float(np.median(ratios)) <= 5
+
+
+def _fine_tuning_units(spec: ModalitySpec, sample: np.ndarray):
+    """Each band's median against the statistics the model was fine-tuned with (``spec``: the model's input)."""
+    medians = np.nanmedian(sample, axis=1)
+    for band, median, mean, std in zip(spec.bands, medians, spec.mean, spec.std, strict=True):
+        if abs(median - mean) > 10 * std:
+            ratios = [m / u for m, u in zip(medians, spec.mean, strict=True) if u and m / u > 0]
+            typical = float(np.median(ratios)) if ratios else 0.0
+            scale = (f"; the values are typically {float(f'{typical:.2g}'):,g}x its means" if typical > 5 or 0 < typical < 0.2
+                     else "")
+            return (f"{spec.name} {band} has median {median:.4g}, far from the data this model was fine-tuned on "
+                    f"(its config's mean {mean:.4g}, std {std:.3g}){scale}: give the cube in the units of the "
+                    "fine-tuning data (e.g. reflectance 0-1 is cube / 10000)"), True
+    return None
 
 
 def _means(spec) -> str:

@@ -34,6 +34,7 @@ class Tiles:
     coords: bool = False  # also give every tile its centre's longitude and latitude (the coords modality)
     check_input: bool = True  # region tasks check the units of their windows (check_units)
     token_input: bool = False  # the one input is a token grid (detokenize): windows are in tokens, not pixels
+    specs: tuple = ()  # each input as the model takes it (bands, statistics): what its units are checked against
 
     def batch_for(self, model: TerraMindModel) -> int:
         """Tiles per forward pass on ``model``'s device (decided in the task, where the device is known)."""
@@ -124,8 +125,9 @@ def tile_batches(model: TerraMindModel, windows, valid: np.ndarray, refs: list[T
             yield batch, {tiles.modalities[0]: grids.clamp(min=0)}
         return
     if tiles.check_input:
-        for name, window, nodata in zip(tiles.modalities, windows, tiles.nodata, strict=True):
-            check_units(name, window, nodata)
+        specs = tiles.specs or (None,) * len(windows)
+        for name, window, nodata, spec in zip(tiles.modalities, windows, tiles.nodata, specs, strict=True):
+            check_units(name, window, nodata, spec)
     pixels = [torch.from_numpy(np.ascontiguousarray(window)) for window in windows]
     mask = None if valid.all() else torch.from_numpy(valid)
     for batch in batches(refs, tiles.batch_for(model)):
