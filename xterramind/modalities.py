@@ -365,8 +365,9 @@ def check_units(name: str, values: np.ndarray, nodata: Sequence[float | None] = 
     rule = _UNIT_RULES.get(name)
     if rule is None:
         return
-    spec = resolve_modality(name) if model_spec is None else model_spec  # its bands are the window's
-    if model_spec is not None and _other_units(resolve_modality(name), model_spec):
+    pretraining = resolve_modality(name)
+    spec = pretraining if model_spec is None else model_spec  # its bands are the window's
+    if _other_units(pretraining, spec):
         rule = _fine_tuning_units
     sample = _sample(np.asarray(values), nodata)
     problem = rule(spec, sample) if sample.size >= 100 else None
