@@ -171,6 +171,9 @@ class CubeSource:
 # -- synthetic pixels -----------------------------------------------------------------------------------
 
 
+SYNTHETIC_ROWS = 128  # rows of a band made at once: their float64 temporaries stay in the cache (twice as fast)
+
+
 class SyntheticSource:
     """Made-up but plausible pixels anywhere on Earth, for trying out and benchmarking runs without data.
 
@@ -235,13 +238,12 @@ class SyntheticSource:
         variables = {}
         bands = [(band, DATA[name]) for name in self.modalities for band in DATA[name].bands]
         for number, (band, facts) in enumerate(bands):
-            dtype, (low, high) = np.dtype(facts.dtype), facts.span
-            phase = 0.7 * number + self.seed
-            smooth = 0.5 + 0.3 * np.sin(cols * size / 3100.0 + phase) * np.cos(rows * size / 2300.0 - 0.5 * phase)
-            value = low + (high - low) * np.clip(smooth + 0.15 * (_noise(rows, cols, number, self.seed) - 0.5), 0, 1)
-            value = value.astype(dtype) if dtype.kind == "f" else np.maximum(value, 1).astype(dtype)
+            value = np.empty(part.shape, dtype=facts.dtype)
+            for start in range(0, len(rows), SYNTHETIC_ROWS):
+                block = slice(start, start + SYNTHETIC_ROWS)
+                value[block] = _synthetic(rows[block], cols, size, number, self.seed, facts)
             if inside is not None:
-                value = np.where(inside, value, facts.nodata).astype(dtype)
+                value = np.where(inside, value, facts.nodata).astype(value.dtype)
             variables[band] = (("y", "x"), value, facts.attrs)
         return georeferenced(xr.Dataset(variables), part)
 
@@ -261,6 +263,15 @@ class SyntheticSource:
 
     def __getstate__(self):
         return {k: v for k, v in self.__dict__.items() if k != "_projected"}
+
+
+def _synthetic(rows: np.ndarray, cols: np.ndarray, size: float, band: int, seed: int, facts) -> np.ndarray:
+    """The made-up values of band number ``band`` at these global pixel rows ``(h, 1)`` and columns ``(1, w)``."""
+    dtype, (low, high) = np.dtype(facts.dtype), facts.span
+    phase = 0.7 * band + seed
+    smooth = 0.5 + 0.3 * np.sin(cols * size / 3100.0 + phase) * np.cos(rows * size / 2300.0 - 0.5 * phase)
+    value = low + (high - low) * np.clip(smooth + 0.15 * (_noise(rows, cols, band, seed) - 0.5), 0, 1)
+    return value.astype(dtype) if dtype.kind == "f" else np.maximum(value, 1).astype(dtype)
 
 
 def _noise(rows: np.ndarray, cols: np.ndarray, band: int, seed: int) -> np.ndarray:
