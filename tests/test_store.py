@@ -337,8 +337,9 @@ def test_area_runs_run_each_tile_once_whatever_the_outputs(cube, micro, forward_
         report = run(plan, CubeSource(small), "generate", micro, tmp_path / "lulc.zarr", client=client,
                      targets=["LULC"], seed=1, progress_bar=False)
         client.cluster.close()
-    # 2 x 2 regions of 24 tokens that each gather the tiles covering them: every such tile once, not per output
-    assert report.written == report.regions == 4 and report.tiles == forward_tiles["generate"] == 25
+    # 2 x 2 regions of 24 tokens that each gather the 3 x 3 to 2 x 2 tiles covering them (25 in all, the report's
+    # count): the 9 tiles of the lattice run once each, not once per output nor once per region covering them
+    assert report.written == report.regions == 4 and report.tiles == 25 and forward_tiles["generate"] == 9
 
 
 # -- Ctrl-C ----------------------------------------------------------------------------------------------

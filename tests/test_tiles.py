@@ -109,7 +109,7 @@ def test_tile_batches_cut_standardize_and_put_invalid_pixels_at_the_band_mean(mi
     valid[0:16, 0:16] = valid[300, 310] = False
     refs = tiles_with_data(region, valid, _tiles())
     seen = []
-    for batch, inputs in tile_batches(micro, [window], valid, refs, _tiles(batch_size=4)):
+    for batch, inputs in tile_batches(micro, [window], valid, [refs[:3], [], refs[3:]], _tiles(batch_size=4)):
         assert set(inputs) == {"S2L2A"} and inputs["S2L2A"].shape == (len(batch), 12, 224, 224)
         for ref, pixels in zip(batch, inputs["S2L2A"], strict=True):
             crop = tuple(slice(o * 16, o * 16 + 224) for o in ref.window_origin)
@@ -117,8 +117,8 @@ def test_tile_batches_cut_standardize_and_put_invalid_pixels_at_the_band_mean(mi
             expected[:, ~torch.from_numpy(valid[crop])] = 0.0
             torch.testing.assert_close(pixels, expected, rtol=0, atol=1e-6)
         seen.append(len(batch))
-    assert seen == [4, 4, 1]  # every tile once, in batches of at most batch_size
-    assert (inputs["S2L2A"][0, :, 300 - 256, 310 - 256] == 0).all()  # the hole, in the tile at (16, 16)
+    assert seen == [3, 4, 2]  # every tile once, in batches of at most batch_size that never mix two groups
+    assert (inputs["S2L2A"][-1, :, 300 - 256, 310 - 256] == 0).all()  # the hole, in the last tile, at (16, 16)
 
 
 def test_tile_batches_check_the_units_of_every_window(micro):
@@ -126,8 +126,8 @@ def test_tile_batches_check_the_units_of_every_window(micro):
     window = _s2_window((480, 480)) / 10000  # reflectance 0-1, not x 10000
     valid = np.ones((480, 480), bool)
     with pytest.raises(InputError, match="far too small for reflectance x 10000"):
-        next(tile_batches(micro, [window], valid, tiles_with_data(region, valid, _tiles()), _tiles()))
-    batch, _ = next(tile_batches(micro, [window], valid, tiles_with_data(region, valid, _tiles()),
+        next(tile_batches(micro, [window], valid, [tiles_with_data(region, valid, _tiles())], _tiles()))
+    batch, _ = next(tile_batches(micro, [window], valid, [tiles_with_data(region, valid, _tiles())],
                                  _tiles(check_input=False)))
     assert len(batch) == 8
 
@@ -139,7 +139,7 @@ def test_a_token_grid_is_cut_into_tiles_of_ids_with_nodata_as_token_0(micro):
     region = regions(SCENE, 30)[0][0]
     valid = tiles.valid([ids])
     got = [(batch, inputs["tok_LULC"]) for batch, inputs in tile_batches(micro, [ids], valid,
-                                                                          tiles_with_data(region, valid, tiles), tiles)]
+                                                                          [tiles_with_data(region, valid, tiles)], tiles)]
     assert [len(batch) for batch, _ in got] == [5, 4]
     for batch, grids in got:
         assert grids.dtype == torch.int64 and grids.shape == (len(batch), 14, 14)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from . import executor, store
+from . import executor, halo, store
 from .embed import EMBED
 from .engine import input_arrays, window
 from .errors import GridMismatchError, NoValidDataError
@@ -41,10 +41,13 @@ class RegionWork:
     region_size: int
     cover: bool
     template: store.Template | None  # None: a trial region that is timed, not written
+    share: str | None = None  # the write's scope in which neighbouring regions share tiles (``xterramind.halo``)
 
     @classmethod
     def of(cls, prepared: Prepared, template: store.Template | None) -> RegionWork:
-        return cls(prepared.task, prepared.layout.tiles, prepared.layout.region_size, prepared.cover, template)
+        """The work of a prepared verb's regions; blended pixel regions written to a store share their edge tiles."""
+        share = halo.new_scope() if prepared.cover and template is not None else None
+        return cls(prepared.task, prepared.layout.tiles, prepared.layout.region_size, prepared.cover, template, share)
 
     def region(self, index) -> Region:
         return region_at(self.tiles.tiling, self.region_size, *index[-2:], self.cover)
@@ -81,7 +84,8 @@ def model_stage(windows, *, work: RegionWork, index) -> tuple[dict[str, np.ndarr
     if windows is None or not work.tiles.valid(windows).any():
         return None, 0
     region = work.region(index)
-    return work.task(*windows, region=region), region.tile_count
+    share = halo.Share(work.share, tuple(index[:-2])) if work.share else None
+    return work.task(*windows, region=region, share=share), region.tile_count
 
 
 def write_stage(modelled, *, work: RegionWork, index) -> tuple[bool, int]:
@@ -102,9 +106,9 @@ def region_job(work: RegionWork, index, read, *, resources=None, name: str = "re
     return executor.Job((read, model, write), name)
 
 
-def cube_jobs(prepared: Prepared, template: store.Template, todo) -> list[executor.Job]:
+def cube_jobs(prepared: Prepared, work: RegionWork, todo) -> list[executor.Job]:
     """The jobs of a prepared verb's regions ``todo`` (template block indices), its windows read from its cube."""
-    work, arrays = RegionWork.of(prepared, template), input_arrays(prepared.layout)
+    arrays = input_arrays(prepared.layout)
     unit = prepared.layout.tiles.window_unit
     jobs = []
     for index in todo:
@@ -134,10 +138,16 @@ def write(result: xr.DataArray | xr.Dataset, path: str | os.PathLike, *, resume:
     layout, ledger = template.layout, template.ledger()
     todo = [index for index in layout.block_indices() if not ledger[index]]
     prepared = prepared_behind(result)
-    jobs = (cube_jobs(prepared, template, todo) if prepared is not None
-            else block_jobs(store.as_dataset(result), template, todo))
+    if prepared is not None:
+        work = RegionWork.of(prepared, template)
+        jobs = cube_jobs(prepared, work, halo.in_strips(todo) if work.share else todo)
+    else:
+        work, jobs = None, block_jobs(store.as_dataset(result), template, todo)
     again = "run it again without overwrite=True to resume" if overwrite else "run the same call again to resume"
-    done = executor.execute(jobs, f"writing {os.path.basename(template.path)}", progress_bar, resume=again)
+    try:
+        done = executor.execute(jobs, f"writing {os.path.basename(template.path)}", progress_bar, resume=again)
+    finally:
+        halo.forget(work and work.share)
     valid = [outcome.value[0] for outcome in done]
     total = len(layout.block_indices())
     report = store.WriteReport(template.path, total, len(todo), total - len(todo), valid.count(False),

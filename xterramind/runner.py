@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from . import executor, store
+from . import executor, halo, store
 from .arguments import keywords, nearest, unknown, whole_number
 from .engine import check_model
 from .errors import GridMismatchError, InputError, NoValidDataError, OptionError
@@ -122,7 +122,7 @@ class RunReport:
     written: int  # computed and written by this run
     empty: int  # without valid input (marked, not computed)
     failed: list[tuple[str, tuple[int, int], str]] = field(default_factory=list)
-    tiles: int = 0
+    tiles: int = 0  # that the written regions cover (a tile two regions share counts twice, though it runs once)
     seconds: float = 0.0
     prepare_seconds: float = 0.0  # of ``seconds``: writing or checking the templates and reading the ledgers
     outcomes: list[RegionOutcome] = field(default_factory=list, repr=False)
@@ -275,6 +275,8 @@ def run(plan: Plan, source: Source, verb: str, model: TerraMindModel, store_path
                            name=f"{zone}-{index[0]}-{index[1]}") for zone, work, reader, index in todo]
         executor.execute(jobs, f"running {root.name}", progress_bar, client=active, width=width, retries=retries,
                      keep_going=True, on_done=_recorder(report, [(zone, index) for zone, _, _, index in todo]))
+        for scope in {work.share for _, work, _, _ in todo} - {None}:  # the parts left for regions that will not come
+            active.run(halo.forget, scope)
         if overviews and not report.failed and report.written + report.skipped == report.regions:
             log.info("%s", overviews_of(root, progress=progress_bar, client=active))
     report.seconds = time.perf_counter() - started
@@ -296,7 +298,8 @@ def _regions_to_do(plan: Plan, source: Source, verb: str, model: TerraMindModel,
         outside[zone.region_indices[:, 0], zone.region_indices[:, 1]] = False
         store.write_nodata(template, [tuple(index) for index in np.argwhere(outside)])
         skipped += int((~undone).sum())
-        todo += [(zone.name, work, reader, (int(row), int(col))) for row, col in zone.region_indices[undone]]
+        indices = [(int(row), int(col)) for row, col in zone.region_indices[undone]]
+        todo += [(zone.name, work, reader, index) for index in (halo.in_strips(indices) if work.share else indices)]
     store.consolidate(root)  # the zones' metadata in one place; region writes never change it
     return todo, skipped
 

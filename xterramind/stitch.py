@@ -56,13 +56,18 @@ class BlendedPixels:
 
     def add(self, batch: list[TileRef], outputs: dict[str, torch.Tensor]) -> None:
         outputs = {name: values.cpu() for name, values in outputs.items()}
-        p = self.tiles.patch
         for b, ref in enumerate(batch):
-            (part_y, part_x), (place_y, place_x) = ref.pixels(ref.part, p), ref.pixels(ref.place, p)
-            weight = torch.outer(self.rows[ref.index[0], part_y], self.cols[ref.index[1], part_x])
-            for name, values in outputs.items():
-                self.sums[name][:, place_y, place_x].addcmul_(values[b][:, part_y, part_x], weight)  # no temporary
-            self.weight[place_y, place_x] += weight
+            part = ref.pixels(ref.part, self.tiles.patch)
+            self.add_part(ref, {name: values[b][(slice(None), *part)] for name, values in outputs.items()})
+
+    def add_part(self, ref: TileRef, parts: dict[str, torch.Tensor]) -> None:
+        """Add one tile's part of the region (``(C, h, w)`` by output: the tile cropped to ``ref.part``)."""
+        p = self.tiles.patch
+        (part_y, part_x), (place_y, place_x) = ref.pixels(ref.part, p), ref.pixels(ref.place, p)
+        weight = torch.outer(self.rows[ref.index[0], part_y], self.cols[ref.index[1], part_x])
+        for name, part in parts.items():
+            self.sums[name][:, place_y, place_x].addcmul_(part, weight)  # no temporary
+        self.weight[place_y, place_x] += weight
 
     def result(self, valid: np.ndarray) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Weighted means, NaN where no tile contributed or the input pixel was invalid; and where they are not."""

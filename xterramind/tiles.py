@@ -115,13 +115,16 @@ def batches(items: Sequence, size: int):
         yield items[start : start + size]
 
 
-def tile_batches(model: TerraMindModel, windows, valid: np.ndarray, refs: list[TileRef], tiles: Tiles):
+def tile_batches(model: TerraMindModel, windows, valid: np.ndarray, groups: Sequence[list[TileRef]], tiles: Tiles):
     """Yield ``(refs, inputs)``: each batch of tiles and its inputs on the model's device, by modality:
-    standardized pixels, or for a token input its ``(B, h, w)`` ids."""
+    standardized pixels, or for a token input its ``(B, h, w)`` ids. A batch never mixes two ``groups`` of tiles
+    (``xterramind.halo``: a group's batches are then the same whichever region runs them)."""
+    groups = [group for group in groups if group]
+    size = tiles.batch_for(model)
     if tiles.token_input:
-        ids, size = torch.from_numpy(np.ascontiguousarray(windows[0][0])).long(), tiles.tile_tokens
-        for batch in batches(refs, tiles.batch_for(model)):
-            grids = torch.stack([ids[y : y + size, x : x + size] for y, x in (ref.window_origin for ref in batch)])
+        ids, tokens = torch.from_numpy(np.ascontiguousarray(windows[0][0])).long(), tiles.tile_tokens
+        for batch in (batch for group in groups for batch in batches(group, size)):
+            grids = torch.stack([ids[y : y + tokens, x : x + tokens] for y, x in (ref.window_origin for ref in batch)])
             yield batch, {tiles.modalities[0]: grids.clamp(min=0)}
         return
     if tiles.check_input:
@@ -130,7 +133,7 @@ def tile_batches(model: TerraMindModel, windows, valid: np.ndarray, refs: list[T
             check_units(name, window, nodata, spec)
     pixels = [torch.from_numpy(np.ascontiguousarray(window)) for window in windows]
     mask = None if valid.all() else torch.from_numpy(valid)
-    for batch in batches(refs, tiles.batch_for(model)):
+    for batch in (batch for group in groups for batch in batches(group, size)):
         inputs = {name: _tile_batch(model, name, window, mask, batch, tiles)
                   for name, window in zip(tiles.modalities, pixels, strict=True)}
         if tiles.coords:

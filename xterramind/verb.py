@@ -14,6 +14,8 @@ input, its region task, its outputs, and how blocks of those outputs become the 
 from __future__ import annotations
 
 import functools
+import itertools
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,7 +25,8 @@ import xarray as xr
 
 from .engine import Layout, lazy_blocks
 from .grid import Region, region_at, region_counts
-from .lane import run_ahead
+from .halo import Plan, Share
+from .lane import lane, run_ahead
 from .models.handle import TerraMindModel
 from .stitch import BlendedPixels, OwnedTokens
 from .tiles import tile_batches, tiles_with_data
@@ -63,16 +66,68 @@ class Verb:
         return self.stitch == PIXELS
 
 
-def run_region(*windows: np.ndarray, region: Region, verb: Verb, job, model: TerraMindModel) -> dict[str, np.ndarray]:
-    """Run ``verb`` on one region from its inputs' windows ``(C, h, w)`` (raw units; a token grid's ids)."""
+def run_region(*windows: np.ndarray, region: Region, verb: Verb, job, model: TerraMindModel,
+               region_size: int | None = None, share: Share | None = None) -> dict[str, np.ndarray]:
+    """Run ``verb`` on one region from its inputs' windows ``(C, h, w)`` (raw units; a token grid's ids).
+    ``region_size``: the side of the layout's regions, by which its tiles are grouped (None: a region alone, its
+    tiles in one group); ``share``: where it shares the groups astride its edges (``xterramind.halo``)."""
     tiles = job.tiles
     stitcher = STITCHERS[verb.stitch](region, tiles, **verb.stitched(job))
     valid = tiles.valid(windows)
     if valid.any():
-        batches = tile_batches(model, windows, valid, tiles_with_data(region, valid, tiles), tiles)
-        for batch, outputs in run_ahead(model, functools.partial(verb.kernel, job, model), batches):
-            stitcher.add(batch, outputs)
+        refs = tiles_with_data(region, valid, tiles)
+        plan = Plan(refs, region, tiles.tiling, region_size, verb.cover, share)
+        try:
+            _stitch_in_order(stitcher, refs, plan, model, functools.partial(verb.kernel, job, model),
+                             functools.partial(tile_batches, model, windows, valid, tiles=tiles), tiles.batch_for(model))
+        except BaseException:
+            plan.fail()  # the regions waiting for its groups run them themselves
+            raise
     return verb.finish(job, model, stitcher.result(valid))
+
+
+def _stitch_in_order(stitcher, refs: list, plan: Plan, model, kernel: Callable, cut: Callable, batch_size: int) -> None:
+    """Add every tile to the stitcher in the lattice's order, run here or taken from another region's parcel: the
+    same sums, bit for bit, whoever ran which group. The groups owed to others go to the device first, all at
+    once, and are handed on from the device's thread as they are done (so no region ever waits for one that waits
+    for it); the region's own groups follow, ``run_ahead`` of the stitching."""
+    stream = cut([group.refs for group in plan.owing] + [group.refs for group in plan.own])
+    device, handing = lane(model), functools.partial(_handing_on, kernel, plan)
+    early = deque((batch, device.submit(handing, inputs, batch)) for batch, inputs in
+                  itertools.islice(stream, sum(-(-len(group.refs) // batch_size) for group in plan.owing)))
+    later, back = run_ahead(model, kernel, stream), {}
+
+    def arrived(batch, outputs) -> None:
+        back.update((ref.index, {name: values[b : b + 1] for name, values in outputs.items()})
+                    for b, ref in enumerate(batch))
+
+    for ref in refs:
+        parcel = plan.taken(ref)
+        parts = parcel.wait() if parcel is not None else None
+        if parts is not None:
+            stitcher.add_part(ref, parts[ref.index])
+            continue
+        if parcel is not None and ref.index not in back:  # its region failed: the group run here, as it would have
+            for batch, outputs in run_ahead(model, kernel, cut([plan.group_of[ref.index].refs])):
+                arrived(batch, outputs)
+        while ref.index not in back:
+            if early:
+                batch, done = early.popleft()
+                arrived(batch, done.result())
+            else:
+                arrived(*next(later))
+        stitcher.add([ref], back.pop(ref.index))
+
+
+def _handing_on(kernel: Callable, plan: Plan, inputs, batch):
+    """``kernel`` on a batch of a group owed to other regions, their parts handed on as soon as it is done."""
+    try:
+        outputs = kernel(inputs, batch)
+    except BaseException:
+        plan.fail(batch)
+        raise
+    plan.hand_on(batch, outputs)
+    return outputs
 
 
 def numpy_blocks(job, model: TerraMindModel, blocks: dict) -> dict[str, np.ndarray]:
@@ -105,7 +160,8 @@ class Prepared:
     @property
     def task(self) -> Callable:
         """The region task, ``task(*windows, region=) -> {output: block}``: picklable, the model as its recipe."""
-        return functools.partial(run_region, verb=self.verb, job=self.job, model=self.model)
+        return functools.partial(run_region, verb=self.verb, job=self.job, model=self.model,
+                                 region_size=self.layout.region_size)
 
     def region(self, row: int, col: int) -> Region:
         return region_at(self.layout.tiling, self.layout.region_size, row, col, self.cover)
