@@ -52,6 +52,10 @@ class RegionWork:
     def region(self, index) -> Region:
         return region_at(self.tiles.tiling, self.region_size, *index[-2:], self.cover)
 
+    def ordered(self, indices) -> list:
+        """Region indices in the order to run them: in strips when regions share tiles (``halo.in_strips``)."""
+        return halo.in_strips(indices) if self.share else list(indices)
+
 
 @dataclass(frozen=True)
 class SourceReader:
@@ -140,7 +144,7 @@ def write(result: xr.DataArray | xr.Dataset, path: str | os.PathLike, *, resume:
     prepared = prepared_behind(result)
     if prepared is not None:
         work = RegionWork.of(prepared, template)
-        jobs = cube_jobs(prepared, work, halo.in_strips(todo) if work.share else todo)
+        jobs = cube_jobs(prepared, work, work.ordered(todo))
     else:
         work, jobs = None, block_jobs(store.as_dataset(result), template, todo)
     again = "run it again without overwrite=True to resume" if overwrite else "run the same call again to resume"

@@ -298,8 +298,8 @@ def _regions_to_do(plan: Plan, source: Source, verb: str, model: TerraMindModel,
         outside[zone.region_indices[:, 0], zone.region_indices[:, 1]] = False
         store.write_nodata(template, [tuple(index) for index in np.argwhere(outside)])
         skipped += int((~undone).sum())
-        indices = [(int(row), int(col)) for row, col in zone.region_indices[undone]]
-        todo += [(zone.name, work, reader, index) for index in (halo.in_strips(indices) if work.share else indices)]
+        todo += [(zone.name, work, reader, index)
+                 for index in work.ordered((int(row), int(col)) for row, col in zone.region_indices[undone])]
     store.consolidate(root)  # the zones' metadata in one place; region writes never change it
     return todo, skipped
 

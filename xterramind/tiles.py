@@ -115,16 +115,20 @@ def batches(items: Sequence, size: int):
         yield items[start : start + size]
 
 
+def group_batches(groups: Sequence[list[TileRef]], size: int) -> list[list[TileRef]]:
+    """Each group's tiles in batches of at most ``size``, in order; no batch mixes two groups."""
+    return [batch for group in groups for batch in batches(group, size)]
+
+
 def tile_batches(model: TerraMindModel, windows, valid: np.ndarray, groups: Sequence[list[TileRef]], tiles: Tiles):
     """Yield ``(refs, inputs)``: each batch of tiles and its inputs on the model's device, by modality:
     standardized pixels, or for a token input its ``(B, h, w)`` ids. A batch never mixes two ``groups`` of tiles
     (``xterramind.halo``: a group's batches are then the same whichever region runs them)."""
-    groups = [group for group in groups if group]
-    size = tiles.batch_for(model)
+    grouped = group_batches(groups, tiles.batch_for(model))
     if tiles.token_input:
-        ids, tokens = torch.from_numpy(np.ascontiguousarray(windows[0][0])).long(), tiles.tile_tokens
-        for batch in (batch for group in groups for batch in batches(group, size)):
-            grids = torch.stack([ids[y : y + tokens, x : x + tokens] for y, x in (ref.window_origin for ref in batch)])
+        ids, size = torch.from_numpy(np.ascontiguousarray(windows[0][0])).long(), tiles.tile_tokens
+        for batch in grouped:
+            grids = torch.stack([ids[y : y + size, x : x + size] for y, x in (ref.window_origin for ref in batch)])
             yield batch, {tiles.modalities[0]: grids.clamp(min=0)}
         return
     if tiles.check_input:
@@ -133,7 +137,7 @@ def tile_batches(model: TerraMindModel, windows, valid: np.ndarray, groups: Sequ
             check_units(name, window, nodata, spec)
     pixels = [torch.from_numpy(np.ascontiguousarray(window)) for window in windows]
     mask = None if valid.all() else torch.from_numpy(valid)
-    for batch in (batch for group in groups for batch in batches(group, size)):
+    for batch in grouped:
         inputs = {name: _tile_batch(model, name, window, mask, batch, tiles)
                   for name, window in zip(tiles.modalities, pixels, strict=True)}
         if tiles.coords:

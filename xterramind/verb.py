@@ -29,7 +29,7 @@ from .halo import Plan, Share
 from .lane import lane, run_ahead
 from .models.handle import TerraMindModel
 from .stitch import BlendedPixels, OwnedTokens
-from .tiles import tile_batches, tiles_with_data
+from .tiles import group_batches, tile_batches, tiles_with_data
 
 TOKENS, PIXELS = "tokens", "pixels"  # how a verb's tiles are stitched
 STITCHERS = {TOKENS: OwnedTokens, PIXELS: BlendedPixels}
@@ -94,7 +94,7 @@ def _stitch_in_order(stitcher, refs: list, plan: Plan, model, kernel: Callable, 
     stream = cut([group.refs for group in plan.owing] + [group.refs for group in plan.own])
     device, handing = lane(model), functools.partial(_handing_on, kernel, plan)
     early = deque((batch, device.submit(handing, inputs, batch)) for batch, inputs in
-                  itertools.islice(stream, sum(-(-len(group.refs) // batch_size) for group in plan.owing)))
+                  itertools.islice(stream, len(group_batches([group.refs for group in plan.owing], batch_size))))
     later, back = run_ahead(model, kernel, stream), {}
 
     def arrived(batch, outputs) -> None:
