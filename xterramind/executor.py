@@ -24,9 +24,8 @@ from dataclasses import dataclass
 
 import dask
 import dask.array as da
-import numpy as np
 
-from . import progress
+from . import buffers, progress
 from .errors import Interrupted
 
 FIRST, COMPUTED, STAGED = "first", "computed", "staged"  # what a stage is called on
@@ -42,8 +41,9 @@ class Compute:
         arrays = [c for c in self.collections if isinstance(c, da.Array) and not math.isnan(c.size)]
         if len(arrays) < len(self.collections):
             return dask.compute(*self.collections, scheduler="sync")
-        # each chunk stored into its place in one array: no concatenation (a region's window is ~30 chunk pieces)
-        targets = [np.empty(array.shape, array.dtype) for array in arrays]
+        # each chunk stored into its place in one array: no concatenation (a region's window is ~30 chunk pieces);
+        # the arrays reused from region to region inside a write (``xterramind.buffers``)
+        targets = [buffers.empty(array.shape, array.dtype) for array in arrays]
         da.store(arrays, targets, lock=False, scheduler="sync")
         return tuple(targets)
 

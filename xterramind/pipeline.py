@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from . import executor, halo, store
+from . import buffers, executor, halo, store
 from .embed import EMBED
 from .engine import input_arrays, window
 from .errors import GridMismatchError, NoValidDataError
@@ -149,7 +149,8 @@ def write(result: xr.DataArray | xr.Dataset, path: str | os.PathLike, *, resume:
         work, jobs = None, block_jobs(store.as_dataset(result), template, todo)
     again = "run it again without overwrite=True to resume" if overwrite else "run the same call again to resume"
     try:
-        done = executor.execute(jobs, f"writing {os.path.basename(template.path)}", progress_bar, resume=again)
+        with buffers.reused():  # each region's large arrays in the memory of the one before
+            done = executor.execute(jobs, f"writing {os.path.basename(template.path)}", progress_bar, resume=again)
     finally:
         halo.forget(work and work.share)
     valid = [outcome.value[0] for outcome in done]

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from . import executor, halo, store
+from . import buffers, executor, halo, store
 from .arguments import keywords, nearest, unknown, whole_number
 from .engine import check_model
 from .errors import GridMismatchError, InputError, NoValidDataError, OptionError
@@ -273,8 +273,12 @@ def run(plan: Plan, source: Source, verb: str, model: TerraMindModel, store_path
                  ", model tasks on GPU workers" if resources else "")
         jobs = [region_job(work, index, executor.Stage(functools.partial(reader, work, index)), resources=resources,
                            name=f"{zone}-{index[0]}-{index[1]}") for zone, work, reader, index in todo]
-        executor.execute(jobs, f"running {root.name}", progress_bar, client=active, width=width, retries=retries,
-                     keep_going=True, on_done=_recorder(report, [(zone, index) for zone, _, _, index in todo]))
+        active.run(buffers.start)  # each worker's regions in the memory of the ones before, until the run ends
+        try:
+            executor.execute(jobs, f"running {root.name}", progress_bar, client=active, width=width, retries=retries,
+                             keep_going=True, on_done=_recorder(report, [(zone, index) for zone, _, _, index in todo]))
+        finally:
+            active.run(buffers.stop)
         for scope in {work.share for _, work, _, _ in todo} - {None}:  # the parts left for regions that will not come
             active.run(halo.forget, scope)
         if overviews and not report.failed and report.written + report.skipped == report.regions:

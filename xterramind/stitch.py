@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from . import buffers
 from .grid import Region
 from .tiles import TileRef, Tiles, crop_to_region, empty_tokens
 
@@ -24,8 +25,7 @@ class OwnedTokens:
 
     def __init__(self, region: Region, tiles: Tiles, blocks: dict[str, tuple[torch.dtype, tuple, float]]):
         self.region, self.tiles = region, tiles
-        self.blocks = {name: torch.full((*leading, *region.shape), fill, dtype=dtype)
-                       for name, (dtype, leading, fill) in blocks.items()}
+        self.blocks = {name: _filled((*leading, *region.shape), fill, dtype) for name, (dtype, leading, fill) in blocks.items()}
         self.fills = {name: fill for name, (_, _, fill) in blocks.items()}
 
     def add(self, batch: list[TileRef], outputs: dict[str, torch.Tensor]) -> None:
@@ -47,8 +47,9 @@ class BlendedPixels:
     def __init__(self, region: Region, tiles: Tiles, channels: dict[str, int], blend: bool = True):
         self.region, self.tiles, p = region, tiles, tiles.patch
         height, width = (side * p for side in region.shape)
-        self.sums = {name: torch.zeros(count, height, width) for name, count in channels.items()}
-        self.weight = torch.zeros(height, width)
+        self.sums = {name: torch.from_numpy(buffers.zeros((count, height, width), np.float32))
+                     for name, count in channels.items()}
+        self.weight = torch.from_numpy(buffers.zeros((height, width), np.float32))
         rows, cols = tiles.tiling.rows, tiles.tiling.cols
         # blend=False: every pixel from the tile owning its token (the seams show; for comparison)
         self.rows = torch.from_numpy(rows.blend_weights(p) if blend else rows.crop_weights(p)).float()
@@ -77,3 +78,10 @@ class BlendedPixels:
         for name, total in self.sums.items():
             means[name] = total.div_(weight).masked_fill_(~mask, float("nan"))  # in place: the sums are done
         return means, mask
+
+
+def _filled(shape: tuple, fill: float, dtype: torch.dtype) -> torch.Tensor:
+    """A block of ``fill``, its memory reused between regions (``xterramind.buffers``) where NumPy has the dtype."""
+    if dtype == torch.bfloat16:
+        return torch.full(shape, fill, dtype=dtype)
+    return torch.from_numpy(buffers.empty(shape, torch.empty(0, dtype=dtype).numpy().dtype)).fill_(fill)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from . import buffers
 from .geo import transformer
 from .grid import Region, Tiling
 from .modalities import check_units
@@ -161,7 +162,7 @@ def _tile_batch(model: TerraMindModel, name: str, window: torch.Tensor, mask, ba
     crops = [(slice(y * p, y * p + size), slice(x * p, x * p + size)) for y, x in (ref.window_origin for ref in batch)]
     raw = [window[(slice(None), *crop)] for crop in crops]
     if model.device.type == "cpu":  # the host is the device: each crop made float as it is copied, in one pass
-        stacked = torch.empty((len(raw), len(window), size, size), dtype=torch.float32)
+        stacked = torch.from_numpy(buffers.empty((len(raw), len(window), size, size), np.float32))
         for tile, crop in zip(stacked, raw, strict=True):
             tile.copy_(crop)
     else:  # raw units cross to the device, floats are made there
