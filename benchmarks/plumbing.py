@@ -14,7 +14,10 @@ set), uint16, zstd-compressed zarr cube on disk. Each figure runs in a fresh pro
 (b) a simulated accelerator: ``encode`` holds "the device" (a lock) for a fixed time per batch without holding
     the GIL (it sleeps), set to 70 % of the rate (a) measured, so that the device, not the CPU, should be the
     bottleneck: the fraction of the wall time the device is busy; also on a cube of twice the side, where the
-    first region's read (the device has nothing to do yet: ~0.3 s here) weighs a quarter as much.
+    first region's read (the device has nothing to do yet: ~0.3 s here) weighs a quarter as much;
+(scale) the read of one region's window (1,984 px, 12 bands) of lazy cubes of 51,200 and 307,200 px square (about a
+    continent at 10 m) read from zarr with xarray, no chunk written (nothing to decode): its milliseconds stay the
+    same whatever the cube's size (``xterramind.graphs``; dask's own culling lists every chunk of the cube).
 """
 
 from __future__ import annotations
@@ -82,6 +85,32 @@ def child(kind: str, cube_path: Path, out: Path, batch: int, device_seconds: flo
             "faults": faults / tiles, "runs": run[0] / tiles, "wall": wall, "tiles_per_s": tiles / wall, "device_busy": busy[0] / wall}
 
 
+def window_read_ms(folder: Path, side: int, repeats: int = 5) -> float:
+    """Best milliseconds of a region's read (``executor.Compute`` of a 1,984 px window) of a ``side`` px square lazy
+    cube whose chunks are all unwritten."""
+    import numpy as np
+    import xarray as xr
+    import zarr
+
+    from xterramind.executor import Compute
+
+    path = folder / f"unwritten-{side}.zarr"
+    group = zarr.open_group(path, mode="w", zarr_format=3)
+    group.create_array("reflectance", shape=(12, side, side), chunks=(12, 512, 512), dtype="uint16", fill_value=1000,
+                       dimension_names=("band", "y", "x"))
+    for name in ("y", "x"):
+        group.create_array(name, data=np.arange(side, dtype=np.float64), dimension_names=(name,))
+    cube = xr.open_zarr(path, consolidated=False)["reflectance"].isel(band=list(range(12)))
+    best = float("inf")
+    for repeat in range(repeats):
+        start = side // 2 + repeat * 1920
+        window = cube.data[:, start : start + 1984, start : start + 1984]
+        began = time.perf_counter()
+        Compute((window,))()
+        best = min(best, time.perf_counter() - began)
+    return 1000 * best
+
+
 def _child(*args) -> dict:
     return in_fresh_process("benchmarks.plumbing", *args)
 
@@ -108,6 +137,7 @@ def main() -> None:
         # the same device on 4x the area: the first region's read, when the device has nothing yet, amortized
         large = build_source(2 * args.size, folder, L2A_BANDS) if args.steady else None
         steady = _child("embed", large, folder / "steady.zarr", args.batch, per_batch) if large else None
+        scale = {side: window_read_ms(folder, side) for side in (51_200, 307_200)}
     print(f"{args.size} x {args.size} px, 12-band uint16 zarr, batch {args.batch}, {os.cpu_count()} cores, "
           f"a zero-cost model")
     print(f"{'figure':<52}{'value':>12}")
@@ -122,6 +152,8 @@ def main() -> None:
     print(f"{'(b) simulated device at 70 % of that: busy fraction':<52}{fed['device_busy']:>12.2f}")
     if steady:
         print(f"{f'    the same on {2 * args.size} x {2 * args.size} px: busy fraction':<52}{steady['device_busy']:>12.2f}")
+    for side, ms in scale.items():
+        print(f"{f'(scale) a region window of a {side:,} px cube: ms':<52}{ms:>12.1f}")
 
 
 if __name__ == "__main__":

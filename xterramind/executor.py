@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import dask
 import dask.array as da
 
-from . import buffers, progress
+from . import buffers, graphs, progress
 from .errors import Interrupted
 
 FIRST, COMPUTED, STAGED = "first", "computed", "staged"  # what a stage is called on
@@ -38,9 +38,10 @@ class Compute:
     collections: tuple
 
     def __call__(self) -> tuple:
-        arrays = [c for c in self.collections if isinstance(c, da.Array) and not math.isnan(c.size)]
-        if len(arrays) < len(self.collections):
-            return dask.compute(*self.collections, scheduler="sync")
+        collections = [graphs.culled(c) for c in self.collections]  # a window's tasks, not the cube's (graphs)
+        arrays = [c for c in collections if isinstance(c, da.Array) and not math.isnan(c.size)]
+        if len(arrays) < len(collections):
+            return dask.compute(*collections, scheduler="sync")
         # each chunk stored into its place in one array: no concatenation (a region's window is ~30 chunk pieces);
         # the arrays reused from region to region inside a write (``xterramind.buffers``)
         targets = [buffers.empty(array.shape, array.dtype) for array in arrays]
@@ -232,7 +233,8 @@ def _on_cluster(client, jobs: Sequence[Job], width: int, retries: int, keep_goin
         for number, stage in enumerate(_stages(job)):
             key = f"xterramind-{job.name}-{index}.{number}-{run_id}"
             if isinstance(stage, Compute):  # one task computing the region's own culled graph (see _on_cluster)
-                previous = client.submit(Compute(dask.optimize(*stage.collections)), pure=False, retries=retries, key=key)
+                collections = dask.optimize(*map(graphs.culled, stage.collections))  # the window's tasks alone
+                previous = client.submit(Compute(collections), pure=False, retries=retries, key=key)
                 after = COMPUTED
             else:
                 previous = client.submit(_timed, stage.function, previous, after, pure=False, retries=retries,
