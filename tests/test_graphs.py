@@ -1,6 +1,8 @@
 """``xterramind.graphs``: a window of a large lazy cube carries only the tasks it needs (found from its own keys,
 not by listing the whole cube's), with the same values; graphs it cannot walk are left as they are."""
 
+from datetime import UTC, datetime
+
 import dask
 import dask.array as da
 import numpy as np
@@ -8,7 +10,9 @@ import pytest
 import xarray as xr
 import zarr
 
-from xterramind import executor, graphs
+from tests.stac_catalogue import catalogue, l1c_files, make_item
+from xterramind import executor, graphs, stac
+from xterramind.modalities import resolve
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +51,25 @@ def test_a_window_carries_only_its_own_tasks_and_the_same_values(large, case):
     np.testing.assert_array_equal(small.compute(scheduler="sync"), window.compute(scheduler="sync"))
 
 
-def test_graphs_it_cannot_walk_and_what_is_no_dask_array_come_back_as_they_are():
-    legacy = da.Array({("legacy", 0): (np.ones, 3), ("legacy", 1): (np.add, ("legacy", 0), 1)}, "legacy",
-                      ((3, 3),), dtype=float)[1:5]
-    assert graphs.culled(legacy) is legacy  # tuple tasks: the keys they name cannot be read off
-    np.testing.assert_array_equal(legacy.compute(), [1, 1, 2, 2])
+def scaled(values, options):
+    return values * options["by"]
+
+
+def test_legacy_tuple_tasks_are_walked_through_the_keys_they_name():
+    graph = {("legacy", 0): (np.ones, 3), ("legacy", 1): (np.add, ("legacy", 0), 1),  # 1 needs 0
+             ("legacy", 2): (scaled, ("legacy", 1), {"by": 2}),  # 2 needs 1 only
+             "alias": ("legacy", 2)}
+    whole = da.Array(graph, "legacy", ((3, 3, 3),), dtype=float)
+    window = whole[7:9]
+    small = graphs.culled(window)
+    assert small is not window and ("legacy", 0) in dict(small.__dask_graph__())  # 2 -> 1 -> 0, all kept
+    np.testing.assert_array_equal(small.compute(), [4, 4])
+    last = graphs.culled(da.Array({("last", 0): (np.ones, 2), ("last", 1): (np.zeros, 2)}, "last", ((2, 2),),
+                                  dtype=float)[2:])
+    assert {key for key in dict(last.__dask_graph__()) if key[0] == "last"} == {("last", 1)}  # the chunk it needs
+
+
+def test_what_is_no_dask_array_comes_back_as_it_is():
     plain = np.arange(3)
     assert graphs.culled(plain) is plain
     delayed = dask.delayed(sum)([1, 2])
@@ -71,3 +89,34 @@ def test_a_region_read_computes_a_graph_of_its_window_not_of_the_cube(large, mon
     assert stored and max(stored) < 100  # the window's 4 chunks through 4 layers, not the cube's 40,000 tasks
     np.testing.assert_array_equal(values, window.compute(scheduler="sync"))
     assert values[0, 0, 0] == large[1, 400, 300].values
+
+
+def test_a_geotiff_cube_read_by_rioxarray_is_walked_through_its_concatenation_and_rechunking(cube):
+    window = cube.isel(band=[1, 2, 3]).astype("float32").data[:, 10:300, 20:200]  # the bundled GeoTIFFs, stacked
+    small = graphs.culled(window)
+    assert small is not window  # its concatenate layer's tasks are legacy aliases of other layers' keys: read off
+    assert len(small.__dask_graph__()) < len(window.__dask_graph__())
+    np.testing.assert_array_equal(small.compute(scheduler="sync"), window.compute(scheduler="sync"))
+
+
+def test_a_cube_from_a_stac_catalogue_is_walked_through_odc_stacs_own_keys(tmp_path):
+    """odc-stac names its tasks in legacy tuples and keeps shared keys (the grid, the load configuration) in layers
+    of other names."""
+    path = catalogue(tmp_path, [make_item("l1c", l1c_files(), datetime(2024, 6, 1, tzinfo=UTC),
+                                          {"s2:processing_baseline": "02.04"})])
+    cube = stac.load(path, ["S2L1C"])
+    (pixels,) = [item.data.data for item in resolve(cube, None)]
+    window = pixels[..., 100:300, 40:260]
+    small = graphs.culled(window)
+    assert small is not window
+    np.testing.assert_array_equal(small.compute(scheduler="sync"), window.compute(scheduler="sync"))
+
+
+def test_a_graph_of_thousands_of_layers_is_walked_without_recursion():
+    deep = da.ones((4, 4), chunks=2)
+    for _ in range(1500):  # each a layer of its own
+        deep = deep + 1
+    window = deep[2:, :2]
+    small = graphs.culled(window)
+    assert small is not window and len(small.__dask_graph__()) < len(window.__dask_graph__()) / 3
+    np.testing.assert_array_equal(small.compute(), np.full((2, 2), 1501.0))
