@@ -88,9 +88,6 @@ def _loan(shape, dtype, *, zeroed: bool) -> np.ndarray:
     if not _users or size == 0:
         return (np.zeros if zeroed else np.empty)(shape, dtype)
     block = _taken(size)
-    with _lock:
-        _counts["loans"] += 1
-        _counts["fresh"] += block is None
     if block is None:
         block = (np.zeros if zeroed else np.empty)(size, np.uint8)
     elif zeroed:
@@ -101,16 +98,18 @@ def _loan(shape, dtype, *, zeroed: bool) -> np.ndarray:
 
 
 def _taken(size: int) -> np.ndarray | None:
+    """A free block of ``size`` bytes, or None (the loan takes new memory); counted either way."""
     global _free_bytes
     with _lock:
         blocks = _free.get(size)
-        if blocks:
-            block = blocks.pop()
+        block = blocks.pop() if blocks else None
+        if block is not None:
             _free_bytes -= size
             if not blocks:
                 del _free[size]
-            return block
-    return None
+        _counts["loans"] += 1
+        _counts["fresh"] += block is None
+        return block
 
 
 def _give_back(block: np.ndarray) -> None:

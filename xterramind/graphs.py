@@ -29,13 +29,12 @@ def culled(array):
     wanted: dict[str, set] = {}
     for key in flatten(array.__dask_keys__()):
         wanted.setdefault(_layer_name(key), set()).add(key)
-    layers, dependencies = {}, {}
+    layers, dependencies, is_key = {}, {}, functools.partial(_is_key, graph)
     for name in _top_down(graph):
         keys = wanted.pop(name, None)
         if not keys:
             continue
-        layer = graph.layers[name]
-        walked = _cull_layer(layer, keys, functools.partial(_is_key, graph))
+        walked = _cull_layer(graph.layers[name], keys, is_key)
         if walked is None:
             return array
         layers[name], needs = walked
@@ -46,7 +45,7 @@ def culled(array):
                 return array
             wanted.setdefault(owner, set()).add(key)
             dependencies[name].add(owner)
-    if wanted:  # keys whose layers came earlier in the order: cannot happen in a well-formed graph
+    if wanted:  # keys found only in layers already walked (a key several layers hold): not culled here
         return array
     return da.Array(HighLevelGraph(layers, dependencies), array.name, array.chunks, dtype=array.dtype)
 
@@ -77,9 +76,8 @@ def _is_key(graph: HighLevelGraph, value) -> bool:
     elif not isinstance(value, str):
         return False
     owner = _owner(graph, value)
-    layer = graph.layers.get(owner) if owner is not None else None
     # a Blockwise layer holds every block of its name (asking it would build all its tasks)
-    return layer is not None and (isinstance(layer, Blockwise) or value in layer)
+    return owner is not None and (isinstance(graph.layers[owner], Blockwise) or value in graph.layers[owner])
 
 
 def _top_down(graph: HighLevelGraph) -> list[str]:
